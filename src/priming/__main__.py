@@ -1,0 +1,3 @@
+from priming.cli import main
+
+raise SystemExit(main())

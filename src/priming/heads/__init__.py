@@ -1,0 +1,1 @@
+"""priming.heads"""

@@ -1,0 +1,40 @@
+import subprocess
+import sys
+
+import pytest
+
+import priming
+from priming.cli import main
+from priming.errors import ConfigError, PrimingError, UnknownNameError
+from priming.registry import Registry
+
+
+def test_version_and_errors():
+    assert priming.__version__
+    assert issubclass(ConfigError, PrimingError)
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_registry_unknown_name_lists_choices():
+    reg: Registry[int] = Registry("widget")
+    reg.register("a", 1)
+    reg.register("b", 2)
+    assert reg.get("b") == 2
+    with pytest.raises(UnknownNameError, match="valid choices: a, b"):
+        reg.get("c")
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("a", 3)
+
+
+def test_cli_help_runs(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "demo" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs():
+    out = subprocess.run(
+        [sys.executable, "-m", "priming", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("priming ")
