@@ -1,5 +1,7 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +36,13 @@ def test_cli_help_runs(capsys):
 
 
 def test_python_dash_m_runs():
+    # run the checkout's own sources, whichever copy of the package the venv points at
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     out = subprocess.run(
-        [sys.executable, "-m", "priming", "--version"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "priming", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     assert out.stdout.startswith("priming ")
