@@ -1,6 +1,8 @@
 """priming.heads: classifier heads over embeddings (text, imprinted, primed)."""
 
 # ruff: noqa: F401
+from priming.heads.alpha import REFERENCE_ALPHAS, schedule_alpha
+from priming.heads.primed import PrimedHead
 from priming.heads.templates import (
     TEMPLATE_SETS,
     get_templates,
