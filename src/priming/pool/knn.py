@@ -23,6 +23,35 @@ def _merge(best_s, best_i, cand_rows, cand_s, cand_i, k):
     return s[keep].reshape(qb, k), i[keep].reshape(qb, k)
 
 
+def _candidates(S: np.ndarray, start: int, tau: np.ndarray, seg: int = 64):
+    """(row, col) of entries of ``S[:, start:]`` above the row's threshold ``tau``.
+
+    Segment maxima first (one fast pass), then an exact look only inside the segments
+    whose maximum beats the threshold, so the expensive index extraction touches few
+    entries once the running top-k is good.
+    """
+    qb, n = S.shape
+    n_seg = (n - start) // seg
+    rows, cols = [], []
+    if n_seg:
+        end = start + n_seg * seg
+        blocks = S[:, start:end].reshape(qb, n_seg, seg)
+        hit_r, hit_s = np.nonzero(blocks.max(axis=2) > tau[:, None])
+        if len(hit_r):
+            vals = blocks[hit_r, hit_s]  # (h, seg)
+            rr, jj = np.nonzero(vals > tau[hit_r, None])
+            rows.append(hit_r[rr])
+            cols.append(start + hit_s[rr] * seg + jj)
+        start = end
+    if start < n:
+        rr, cc = np.nonzero(S[:, start:] > tau[:, None])
+        rows.append(rr)
+        cols.append(start + cc)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
 def _row_norms(P: np.ndarray, index: np.ndarray | None, chunk: int) -> np.ndarray:
     n = len(P) if index is None else len(index)
     out = np.empty(n, dtype=np.float32)
@@ -97,20 +126,19 @@ def cosine_topk(
             np.matmul(Qb, Pb.T, out=S)
             if inv is not None:
                 S *= inv[pa : pa + len(Pb)]
-            tau = best_s[:, -1] if pa else None
-            if tau is None or len(Pb) <= k:
-                cand = None
-            else:
-                mask = S > tau[:, None]
-                n_cand = int(np.count_nonzero(mask))
-                cand = np.nonzero(mask) if n_cand <= 4 * qb * k else None
-            if cand is None:
-                kk = min(k, len(Pb))
-                top = np.argpartition(S, len(Pb) - kk, axis=1)[:, len(Pb) - kk :]
+            start = 0
+            if pa == 0:
+                # seed the running top-k from the first few columns (a small argpartition)
+                start = min(len(Pb), max(4 * k, 256))
+                head = S[:, :start]
+                kk = min(k, start)
+                top = np.argpartition(head, start - kk, axis=1)[:, start - kk :]
                 r = np.repeat(np.arange(qb), kk)
                 c = top.ravel()
-            else:
-                r, c = cand
+                best_s, best_i = _merge(best_s, best_i, r, S[r, c], ids[c], k)
+                if start == len(Pb):
+                    continue
+            r, c = _candidates(S, start, best_s[:, -1])
             best_s, best_i = _merge(best_s, best_i, r, S[r, c], ids[c], k)
         out_s[qa : qa + qb] = best_s
         out_i[qa : qa + qb] = best_i
