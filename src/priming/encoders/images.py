@@ -94,8 +94,10 @@ def load_image(source: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS, name: s
         raise
     except FileNotFoundError:
         raise DataError(f"{label}: file not found") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{label}: not an image (unrecognised format)") from None
     except Image.DecompressionBombError as exc:
         raise DataError(f"{label}: {exc} (decompression-bomb guard)") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.UnidentifiedImageError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
         raise DataError(f"{label}: cannot decode image: {reason}") from None
