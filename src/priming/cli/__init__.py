@@ -21,6 +21,8 @@ from priming.errors import PrimingError
 # Sub-command modules, in the order their commands appear in --help.
 COMMAND_MODULES: list[str] = [
     "priming.cli.demo",
+    "priming.cli.embed",
+    "priming.cli.corpus",
 ]
 
 log = logging.getLogger("priming")
