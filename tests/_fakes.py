@@ -141,7 +141,7 @@ class FakeCorpus:
         ct, nt = self._tokens(caption), self._tokens(name)
         if not nt:
             return False
-        if mode == "all-tokens":
+        if mode in ("all-tokens", "all_tokens"):
             return set(nt) <= set(ct)
         return any(ct[i : i + len(nt)] == nt for i in range(len(ct) - len(nt) + 1))
 
@@ -208,3 +208,47 @@ class FakeCorpus:
                 "similarity": pa.array([self.sim[i] for i in ids], pa.float32()),
             }
         )
+
+
+class BagOfWordsEncoder(FakeEncoder):
+    """Texts sharing words get similar embeddings: normalised sum of per-token vectors."""
+
+    def __init__(self, dim: int = 32, name: str = "fake:bow") -> None:
+        super().__init__(dim=dim, name=name)
+
+    def encode_texts(self, texts, batch_size=64, progress=False):
+        import re
+
+        texts = list(texts)
+        self.calls.append(texts)
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            for tok in re.findall(r"\w+", t.casefold()):
+                out[i] += text_vector(tok, self.dim)
+        n = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(n, 1e-12)
+
+
+def write_text_corpus(tmp_path, captions, encoder, name="corpus"):
+    """Build a real priming corpus of ``captions`` and fill its embeddings with ``encoder``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from priming.corpus import build_corpus, fill_embeddings
+
+    src = tmp_path / f"{name}-src"
+    src.mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "url": [f"http://example.org/{i}" for i in range(len(captions))],
+                "caption": list(captions),
+                "NSFW": ["UNLIKELY"] * len(captions),
+                "similarity": [0.3] * len(captions),
+            }
+        ),
+        src / "part-0.parquet",
+    )
+    out = build_corpus(src / "part-0.parquet", out=tmp_path / name, workers=1)
+    fill_embeddings(out, encoder)
+    return out

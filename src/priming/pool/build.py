@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 __all__ = ["build_pool", "check_corpus_model"]
 
 RECALL = ("search", "knn", "both")
-MODES = ("phrase", "all-tokens")
+MODES = ("phrase", "all_tokens", "all-tokens")
 AMBIGUOUS = ("drop", "longest")
 SCORES = ("zero-shot", "similarity")
 
@@ -130,7 +130,7 @@ def build_pool(
     recall : {"search", "knn", "both"}
         Caption search, text-to-image kNN from each class's text weight, or their union
         (a row labelled differently by the two keeps its caption label).
-    mode : {"phrase", "all-tokens"}
+    mode : {"phrase", "all_tokens"}
         Caption search mode.
     ambiguous : {"drop", "longest"}
         Rows whose caption matches several classes: dropped, or kept under the class
@@ -210,7 +210,9 @@ def build_pool(
 
     if recall in ("search", "both"):
         hits = corpus.search_captions(
-            {n: list(c) for n, c in zip(names, classes)}, limit_per_label=search_limit, mode=mode
+            {n: list(c) for n, c in zip(names, classes)},
+            limit_per_label=search_limit,
+            mode=mode.replace("-", "_"),
         )
         t = hits.table
         row_ids = [int(r) for r in t.column("row_id").to_pylist()]
