@@ -247,3 +247,74 @@ def test_real_hub_clip_zero_shot(name):
     X = enc.encode_images([red, blue])
     T = enc.encode_texts(["a red square", "a blue square"])
     assert (X @ T.T).argmax(axis=1).tolist() == [0, 1]
+
+
+# -- end to end: real tiny model + data + cache + CLI -------------------------------------
+
+
+def test_embed_with_real_encoder_matches_direct_encoding(tiny_hf, tmp_path):
+    from priming.data import embed
+
+    root = tmp_path / "imgs"
+    imgs = _images(6, seed=5)
+    for i, im in enumerate(imgs):
+        (root / ("a" if i % 2 else "b")).mkdir(parents=True, exist_ok=True)
+        im.save(root / ("a" if i % 2 else "b") / f"{i}.png")
+    (root / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    res = embed(tiny_hf, root, cache_dir=tmp_path / "cache", batch_size=4, workers=2)
+    assert len(res) == 6 and [i for i, _ in res.skipped] == ["a/broken.png"]
+    by_id = dict(zip(res.ids, res.embeddings))
+    direct = tiny_hf.encode_images(imgs)
+    for i in range(6):
+        np.testing.assert_allclose(by_id[f"{'a' if i % 2 else 'b'}/{i}.png"], direct[i], atol=1e-5)
+
+
+def test_cli_embed(tiny_hf_dir, tmp_path, capsys):
+    from priming.cli import main
+
+    root = tmp_path / "imgs" / "only"
+    root.mkdir(parents=True)
+    for i, im in enumerate(_images(3)):
+        im.save(root / f"{i}.jpg")
+    (root / "bad.jpg").write_bytes(b"nope")
+    out = tmp_path / "out"
+    argv = [
+        "embed",
+        "--model",
+        f"hf:{tiny_hf_dir}",
+        "--data",
+        str(tmp_path / "imgs"),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "embedded 3 items, skipped 1, computed 4 items" in text
+    assert "only/bad.jpg: not an image" in text
+    entry = next(p for p in out.iterdir() if p.is_dir())
+    assert str(entry) in text
+    X = np.load(entry / "embeddings.npy")
+    assert X.shape == (3, 24) and X.dtype == np.float32
+    assert main(argv) == 0 and "cache hit" in capsys.readouterr().out
+    assert main(["embed", "--model", "nope:x", "--data", str(root), "--out", str(out)]) == 2
+    assert "unknown encoder 'nope'" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                "precomputed",
+                "--data",
+                str(tmp_path / "missing"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
