@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _fake_encoder import PixelEncoder
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from priming.data import embed, load_embeddings, open_dataset
@@ -348,3 +350,36 @@ def test_cache_resumes_after_kill(tmp_path):
     assert res.skipped == [("a/05.png", "not an image (unrecognised format)")]
     assert list(res.labels) == list(plain.labels)
     assert not list(entry.rglob("*.tmp"))
+
+
+@settings(max_examples=8)
+@given(
+    batch_size=st.integers(1, 7),
+    shard_size=st.integers(1, 9),
+    workers=st.sampled_from([1, 3]),
+    bad=st.sets(st.integers(0, 9), max_size=4),
+)
+def test_cache_equals_plain_for_any_sharding(
+    tmp_path_factory, batch_size, shard_size, workers, bad
+):
+    root = tmp_path_factory.mktemp("prop")
+    (root / "imgs").mkdir()
+    for i in range(10):
+        p = root / "imgs" / f"{i}.png"
+        if i in bad:
+            p.write_bytes(b"bad")
+        else:
+            _rgb(i, (6, 6)).save(p)
+    res = embed(
+        PixelEncoder(),
+        root / "imgs",
+        cache_dir=root / "cache",
+        batch_size=batch_size,
+        shard_size=shard_size,
+        workers=workers,
+    )
+    assert list(res.ids) == [f"{i}.png" for i in range(10) if i not in bad]
+    assert [i for i, _ in res.skipped] == [f"{i}.png" for i in sorted(bad)]
+    for k, i in enumerate(i for i in range(10) if i not in bad):
+        ref = PixelEncoder().encode_images([_rgb(i, (6, 6))])[0]
+        np.testing.assert_allclose(res.embeddings[k], ref, atol=1e-6)

@@ -318,3 +318,15 @@ def test_cli_embed(tiny_hf_dir, tmp_path, capsys):
         == 2
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_minilm_embeds_a_text_manifest_through_the_cache(minilm, tmp_path):
+    from priming.data import embed
+
+    m = tmp_path / "prompts.csv"
+    m.write_text("text,label\na photo of a dog,dog\na photo of a cat,cat\n")
+    res = embed(minilm, m, cache_dir=tmp_path / "c")
+    assert res.embeddings.shape == (2, 384) and list(res.labels) == ["dog", "cat"]
+    expected = minilm.encode_texts(["a photo of a dog", "a photo of a cat"])
+    np.testing.assert_allclose(res.embeddings, expected, atol=1e-5)
+    assert embed(minilm, m, cache_dir=tmp_path / "c").from_cache

@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         "without gradient training (Neural Priming + IMPRINT).",
     )
     parser.add_argument("--version", action="version", version=f"priming {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
