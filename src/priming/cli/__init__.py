@@ -22,6 +22,7 @@ from priming.errors import PrimingError
 COMMAND_MODULES: list[str] = [
     "priming.cli.demo",
     "priming.cli.embed",
+    "priming.cli.corpus",
 ]
 
 log = logging.getLogger("priming")

@@ -1,0 +1,237 @@
+"""Aggregation (AGG): from proxy similarities to class scores, in bounded memory.
+
+``max``: the score of class ``c`` is the largest inner product between the test row and
+any of ``c``'s proxies. The proxies are one flat matrix sorted by class, so the
+reduction is a segment max over contiguous column blocks of the score matrix, computed
+for one chunk of test rows at a time (memory ~ ``chunk_bytes``, never ``n x P``).
+
+``mnn``: the ``m`` nearest proxies of each test row vote for their classes, uniformly or
+weighted by ``1/distance``; the class score is its vote mass. Ties in ``argmax`` go to
+the lowest class index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.linalg
+from scipy.spatial.distance import cdist
+
+from priming.errors import ConfigError, DataError
+from priming.imprint.normalize import l2_normalize
+from priming.registry import Registry
+
+__all__ = [
+    "AGGREGATIONS",
+    "METRICS",
+    "WEIGHTINGS",
+    "DEFAULT_CHUNK_BYTES",
+    "chunk_rows",
+    "max_scores",
+    "mnn_scores",
+    "nearest_proxies",
+    "mahalanobis_whitener",
+]
+
+DEFAULT_CHUNK_BYTES = 128 * 2**20
+"""Default memory budget for one chunk of the score / distance matrix (128 MiB)."""
+
+METRICS = ("cosine", "euclidean", "manhattan", "chebyshev", "mahalanobis")
+WEIGHTINGS = ("uniform", "distance")
+
+AGGREGATIONS: Registry[Callable[..., np.ndarray]] = Registry("aggregation")
+
+
+def chunk_rows(n_cols: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES, itemsize: int = 4) -> int:
+    """Rows per chunk so that a ``rows x n_cols`` matrix fits in ``chunk_bytes``."""
+    return int(max(1, min(1 << 20, chunk_bytes // max(1, n_cols * itemsize))))
+
+
+def _check_sorted_labels(proxy_labels: np.ndarray, n_classes: int) -> np.ndarray:
+    labels = np.asarray(proxy_labels)
+    if labels.ndim != 1:
+        raise DataError("proxy_labels must be 1-D")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"proxy_labels must lie in [0, {n_classes})")
+    return labels.astype(np.int64, copy=False)
+
+
+def max_scores(
+    X: np.ndarray,
+    W: np.ndarray,
+    proxy_labels: np.ndarray,
+    n_classes: int,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> np.ndarray:
+    """Class scores ``(n, n_classes)``: max inner product over each class's proxies.
+
+    A class without proxies scores ``-inf``. ``W`` need not be sorted; it is reordered
+    by class once (a no-op for heads, whose proxies are stored sorted).
+    """
+    labels = _check_sorted_labels(proxy_labels, n_classes)
+    X = np.asarray(X)
+    dtype = np.result_type(X.dtype, W.dtype, np.float32)
+    if labels.size > 1 and np.any(labels[1:] < labels[:-1]):
+        order = np.argsort(labels, kind="stable")
+        W, labels = W[order], labels[order]
+    W = np.asarray(W, dtype=dtype)
+    X = np.asarray(X, dtype=dtype)
+    counts = np.bincount(labels, minlength=n_classes)
+    present = np.flatnonzero(counts)
+    starts = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
+    uniform = present.size == n_classes and np.all(counts == counts[0])
+    k = int(counts[0]) if uniform else 0
+    out = np.full((X.shape[0], n_classes), -np.inf, dtype=dtype)
+    WT = np.ascontiguousarray(W.T)
+    step = chunk_rows(W.shape[0], chunk_bytes, np.dtype(dtype).itemsize)
+    buf = np.empty((min(step, X.shape[0]), W.shape[0]), dtype=dtype)
+    for i in range(0, X.shape[0], step):
+        xs = X[i : i + step]
+        S = buf[: xs.shape[0]]
+        np.matmul(xs, WT, out=S)
+        if uniform and k == 1:
+            out[i : i + step] = S
+        elif uniform:
+            S.reshape(xs.shape[0], n_classes, k).max(axis=2, out=out[i : i + step])
+        else:
+            out[i : i + step, present] = np.maximum.reduceat(S, starts, axis=1)
+    return out
+
+
+def mahalanobis_whitener(W: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
+    """Matrix ``L`` with ``(x - w) L`` Euclidean == Mahalanobis distance under ``cov(W) + ridge I``.
+
+    As the IMPRINT reference code, the covariance is that of the proxy vectors. Uses a
+    Cholesky factor and a triangular solve, never an explicit inverse.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    D = W.shape[1]
+    cov = np.cov(W, rowvar=False).reshape(D, D) if W.shape[0] > 1 else np.zeros((D, D))
+    cov[np.diag_indices(D)] += ridge
+    R = np.linalg.cholesky(cov)  # cov = R R^T  ->  cov^-1 = R^-T R^-1
+    return scipy.linalg.solve_triangular(R, np.eye(D), lower=True).T  # R^-T
+
+
+def _distances(xs: np.ndarray, W: np.ndarray, ww: np.ndarray | None, metric: str) -> np.ndarray:
+    """Distances ``(rows, P)`` between a chunk of (prepared) test rows and the proxies."""
+    if metric == "cosine":
+        d = xs @ W.T
+        np.subtract(1.0, d, out=d)
+        return d
+    if metric in ("euclidean", "mahalanobis"):  # squared; sqrt taken on the m kept
+        d = xs @ W.T
+        d *= -2
+        d += np.einsum("ij,ij->i", xs, xs)[:, None]
+        d += ww[None, :]
+        np.maximum(d, 0, out=d)
+        return d
+    if metric == "manhattan":
+        return cdist(xs, W, "cityblock")
+    if metric == "chebyshev":
+        return cdist(xs, W, "chebyshev")
+    raise ConfigError(f"metric={metric!r} is not valid; valid values: {', '.join(METRICS)}")
+
+
+def _pair_distances(xs: np.ndarray, W: np.ndarray, part: np.ndarray, metric: str) -> np.ndarray:
+    """Float64 distances between each row of ``xs`` and its candidate proxies ``part``."""
+    diff_needed = metric != "cosine"
+    x = xs.astype(np.float64)[:, None, :]
+    w = W[part].astype(np.float64)  # (rows, m, D)
+    if not diff_needed:
+        return 1.0 - np.einsum("rmd,rmd->rm", np.broadcast_to(x, w.shape), w)
+    diff = w - x
+    if metric in ("euclidean", "mahalanobis"):
+        return np.sqrt(np.einsum("rmd,rmd->rm", diff, diff))
+    if metric == "manhattan":
+        return np.abs(diff).sum(2)
+    return np.abs(diff).max(2)
+
+
+def nearest_proxies(
+    X: np.ndarray,
+    W: np.ndarray,
+    n_neighbors: int,
+    metric: str = "cosine",
+    *,
+    whitener: np.ndarray | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` nearest proxies of each row: ``(distances, indices)``, both ``(n, m)``,
+    sorted by increasing distance (ties by proxy index).
+
+    Cosine distance is ``1 - cos``; ``mahalanobis`` uses ``whitener`` (default: from
+    :func:`mahalanobis_whitener` on ``W``).
+    """
+    if metric not in METRICS:
+        raise ConfigError(f"metric={metric!r} is not valid; valid values: {', '.join(METRICS)}")
+    X = np.asarray(X, dtype=np.float32)
+    W = np.asarray(W, dtype=np.float32)
+    P = W.shape[0]
+    if not 1 <= n_neighbors:
+        raise ConfigError(f"n_neighbors={n_neighbors!r} must be >= 1")
+    m = min(int(n_neighbors), P)
+    if metric == "cosine":
+        X, W = l2_normalize(X), l2_normalize(W)
+    elif metric == "mahalanobis":
+        L = mahalanobis_whitener(W) if whitener is None else whitener
+        X = (X.astype(np.float64) @ L).astype(np.float32)
+        W = (W.astype(np.float64) @ L).astype(np.float32)
+    ww = np.einsum("ij,ij->i", W, W) if metric in ("euclidean", "mahalanobis") else None
+    if metric in ("manhattan", "chebyshev"):
+        X, W = X.astype(np.float64), W.astype(np.float64)
+    n = X.shape[0]
+    dist = np.empty((n, m), dtype=np.float64)
+    idx = np.empty((n, m), dtype=np.int64)
+    step = chunk_rows(P, chunk_bytes, 8 if metric in ("manhattan", "chebyshev") else 4)
+    for i in range(0, n, step):
+        xs = X[i : i + step]
+        d = _distances(xs, W, ww, metric)
+        rows = np.arange(d.shape[0])[:, None]
+        if m < P:
+            part = np.argpartition(d, m - 1, axis=1)[:, :m]
+        else:
+            part = np.broadcast_to(np.arange(P), d.shape).copy()
+        # exact float64 distances of the kept pairs: independent of chunking and BLAS
+        dm = _pair_distances(xs, W, part, metric)
+        o = np.lexsort((part, dm), axis=1)
+        idx[i : i + step] = part[rows, o]
+        dist[i : i + step] = dm[rows, o]
+    return dist, idx
+
+
+def mnn_scores(
+    X: np.ndarray,
+    W: np.ndarray,
+    proxy_labels: np.ndarray,
+    n_classes: int,
+    n_neighbors: int,
+    metric: str = "cosine",
+    weighting: str = "uniform",
+    *,
+    whitener: np.ndarray | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> np.ndarray:
+    """Vote mass ``(n, n_classes)`` of the ``m`` nearest proxies.
+
+    ``weighting='uniform'``: each neighbour adds 1; ``'distance'``: adds
+    ``1 / (distance + 1e-10)`` (as the reference code).
+    """
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(
+            f"weighting={weighting!r} is not valid; valid values: {', '.join(WEIGHTINGS)}"
+        )
+    labels = _check_sorted_labels(proxy_labels, n_classes)
+    dist, idx = nearest_proxies(
+        X, W, n_neighbors, metric, whitener=whitener, chunk_bytes=chunk_bytes
+    )
+    n, m = idx.shape
+    votes = np.ones((n, m)) if weighting == "uniform" else 1.0 / (np.maximum(dist, 0) + 1e-10)
+    flat = (np.arange(n)[:, None] * n_classes + labels[idx]).ravel()
+    out = np.bincount(flat, weights=votes.ravel(), minlength=n * n_classes)
+    return out.reshape(n, n_classes)
+
+
+AGGREGATIONS.register("max", max_scores)
+AGGREGATIONS.register("mnn", mnn_scores)

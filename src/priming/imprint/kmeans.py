@@ -1,0 +1,203 @@
+"""Batched k-means, k-medoids and farthest-point sampling across many classes at once.
+
+All classes that need clustering are packed into padded 3-D blocks ``(B, n_max, D)``
+(classes sorted by size, blocks bounded by :data:`BLOCK_ELEMENTS`), so each Lloyd
+iteration of every class in a block is a couple of batched matrix products instead of a
+Python loop calling scikit-learn once per class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "BLOCK_ELEMENTS",
+    "iter_class_blocks",
+    "batched_kmeans",
+    "batched_kmedoids",
+    "batched_fps",
+    "kmeans_plusplus",
+]
+
+BLOCK_ELEMENTS = 1 << 24
+"""Upper bound on ``B * n_max * max(D, n_max, k)`` elements of one padded block."""
+
+
+def iter_class_blocks(counts: np.ndarray, classes: np.ndarray, width: int, k: int):
+    """Yield arrays of class indices (sorted by size) whose padded block fits the budget."""
+    order = classes[np.argsort(counts[classes], kind="stable")]
+    i = 0
+    while i < order.size:
+        j = i + 1
+        while j < order.size:
+            n_next = int(counts[order[j]])
+            if (j + 1 - i) * n_next * max(width, n_next, k) > BLOCK_ELEMENTS:
+                break
+            j += 1
+        yield order[i:j]
+        i = j
+
+
+def pad_block(
+    Xs: np.ndarray, starts: np.ndarray, counts: np.ndarray, block: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gather the rows of ``block``'s classes into ``(B, n_max, D)`` with a validity mask.
+
+    ``Xs`` holds the rows sorted by class; returns ``(Xpad, mask, row_index)`` where
+    ``row_index`` gives each padded slot's row in ``Xs`` (0 for padding).
+    """
+    cnt = counts[block]
+    n_max = int(cnt.max())
+    pos = np.arange(n_max)
+    mask = pos[None, :] < cnt[:, None]
+    idx = np.where(mask, starts[block][:, None] + pos[None, :], 0)
+    Xpad = Xs[idx]
+    Xpad[~mask] = 0
+    return Xpad, mask, idx
+
+
+def _sqdist(A: np.ndarray, aa: np.ndarray, B: np.ndarray, bb: np.ndarray) -> np.ndarray:
+    """Batched squared distances ``(Bt, n, m)`` from norms and one batched product."""
+    d2 = np.matmul(A, B.transpose(0, 2, 1))
+    d2 *= -2
+    d2 += aa[:, :, None]
+    d2 += bb[:, None, :]
+    np.maximum(d2, 0, out=d2)
+    return d2
+
+
+def kmeans_plusplus(
+    Xpad: np.ndarray, mask: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Greedy k-means++ seeding (as scikit-learn: ``2 + log k`` trials per step), batched.
+
+    Returns the chosen row positions ``(B, k)`` inside each padded class. The random
+    draws are shared by every class of the block (each class sees the same uniform
+    sequence), so a class's result depends only on its own rows and the generator's
+    state, never on which other classes share the block.
+    """
+    B, n, _ = Xpad.shape
+    cnt = mask.sum(1)
+    xx = np.einsum("bnd,bnd->bn", Xpad, Xpad)
+    n_trials = 2 + int(np.log(k))
+    ar = np.arange(B)
+    chosen = np.zeros((B, k), dtype=np.int64)
+    chosen[:, 0] = np.minimum((rng.random() * cnt).astype(np.int64), cnt - 1)
+    c0 = Xpad[ar, chosen[:, 0]][:, None, :]
+    closest = _sqdist(Xpad, xx, c0, xx[ar, chosen[:, 0]][:, None])[:, :, 0]
+    closest[~mask] = 0
+    for j in range(1, k):
+        cum = np.cumsum(closest, axis=1, dtype=np.float64)
+        pot = cum[:, -1]
+        r = rng.random(n_trials)[None, :] * pot[:, None]
+        cand = np.empty((B, n_trials), dtype=np.int64)
+        for t in range(n_trials):  # n_trials is tiny (2-5)
+            cand[:, t] = (cum < r[:, t : t + 1]).sum(1)
+        cand = np.minimum(cand, cnt[:, None] - 1)
+        C = Xpad[ar[:, None], cand]
+        d2 = _sqdist(C, xx[ar[:, None], cand], Xpad, xx)  # (B, T, n)
+        np.minimum(d2, closest[:, None, :], out=d2)
+        d2[~np.broadcast_to(mask[:, None, :], d2.shape)] = 0
+        best = d2.sum(2).argmin(1)
+        chosen[:, j] = cand[ar, best]
+        closest = d2[ar, best]
+    return chosen
+
+
+def batched_kmeans(
+    Xpad: np.ndarray,
+    mask: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means on every class of a padded block at once.
+
+    Returns ``(centers (B, k, D), labels (B, n))``. Stops when no assignment changes or
+    the total centre shift falls below ``tol`` times the mean feature variance (as
+    scikit-learn). An empty cluster keeps its previous centre.
+    """
+    B, n, D = Xpad.shape
+    ar = np.arange(B)
+    fmask = mask.astype(Xpad.dtype)
+    cnt = mask.sum(1)
+    mean = Xpad.sum(1) / cnt[:, None]
+    var = (((Xpad - mean[:, None, :]) ** 2) * fmask[:, :, None]).sum((1, 2)) / (cnt * D)
+    tol_abs = tol * float(var.mean()) * D
+    xx = np.einsum("bnd,bnd->bn", Xpad, Xpad)
+    centers = Xpad[ar[:, None], kmeans_plusplus(Xpad, mask, k, rng)].copy()
+    labels = np.full((B, n), -1, dtype=np.int64)
+    eye = np.eye(k, dtype=Xpad.dtype)
+    for _ in range(max_iter):
+        cc = np.einsum("bkd,bkd->bk", centers, centers)
+        new = _sqdist(Xpad, xx, centers, cc).argmin(2)
+        new[~mask] = -1
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        onehot = eye[np.maximum(labels, 0)] * fmask[:, :, None]  # (B, n, k)
+        sums = np.matmul(onehot.transpose(0, 2, 1), Xpad)
+        sizes = onehot.sum(1)
+        new_centers = np.where(
+            sizes[:, :, None] > 0, sums / np.maximum(sizes, 1)[:, :, None], centers
+        )
+        shift = float(((new_centers - centers) ** 2).sum(2).sum(1).max())
+        centers = new_centers.astype(Xpad.dtype, copy=False)
+        if shift <= tol_abs:
+            cc = np.einsum("bkd,bkd->bk", centers, centers)
+            labels = _sqdist(Xpad, xx, centers, cc).argmin(2)
+            labels[~mask] = -1
+            break
+    return centers, labels
+
+
+def batched_kmedoids(
+    Xpad: np.ndarray, mask: np.ndarray, k: int, rng: np.random.Generator, *, max_iter: int = 300
+) -> np.ndarray:
+    """Alternating k-medoids (Euclidean) per class, batched; returns medoid positions ``(B, k)``.
+
+    Seeded with k-means++; each step assigns rows to the nearest medoid, then moves each
+    medoid to the member with the smallest summed distance to its cluster.
+    """
+    B, n, _ = Xpad.shape
+    ar = np.arange(B)
+    xx = np.einsum("bnd,bnd->bn", Xpad, Xpad)
+    dist = np.sqrt(_sqdist(Xpad, xx, Xpad, xx))  # (B, n, n)
+    medoids = kmeans_plusplus(Xpad, mask, k, rng)
+    fmask = mask.astype(Xpad.dtype)
+    eye = np.eye(k, dtype=Xpad.dtype)
+    for _ in range(max_iter):
+        dm = dist[ar[:, None], :, medoids].transpose(0, 2, 1)  # (B, n, k)
+        lab = dm.argmin(2)
+        onehot = eye[lab] * fmask[:, :, None]
+        cost = np.matmul(dist, onehot)  # (B, n, k): summed distance of row i to cluster j
+        cost[onehot == 0] = np.inf
+        new = cost.argmin(1)
+        empty = ~np.isfinite(cost.min(1))
+        new = np.where(empty, medoids, new)
+        if np.array_equal(new, medoids):
+            break
+        medoids = new
+    return medoids
+
+
+def batched_fps(Xpad: np.ndarray, mask: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Farthest-point sampling from a random start per class; returns positions ``(B, k)``."""
+    B, n, _ = Xpad.shape
+    ar = np.arange(B)
+    cnt = mask.sum(1)
+    xx = np.einsum("bnd,bnd->bn", Xpad, Xpad)
+    chosen = np.zeros((B, k), dtype=np.int64)
+    chosen[:, 0] = np.minimum((rng.random() * cnt).astype(np.int64), cnt - 1)
+    mind = np.full((B, n), np.inf)
+    for j in range(k):
+        if j:
+            chosen[:, j] = mind.argmax(1)
+        c = chosen[:, j]
+        d2 = _sqdist(Xpad, xx, Xpad[ar, c][:, None, :], xx[ar, c][:, None])[:, :, 0]
+        mind = np.minimum(mind, d2)
+        mind[~mask] = -np.inf
+        mind[ar[:, None], chosen[:, : j + 1]] = -np.inf
+    return chosen
