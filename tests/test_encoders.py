@@ -318,6 +318,22 @@ def test_cli_embed(tiny_hf_dir, tmp_path, capsys):
         == 2
     )
     assert "does not exist" in capsys.readouterr().err
+    np.savez(tmp_path / "e.npz", embeddings=np.eye(3, dtype=np.float32), labels=["a", "b", "c"])
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                "precomputed",
+                "--data",
+                str(tmp_path / "e.npz"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "3 precomputed embeddings (dim 3)" in capsys.readouterr().out
 
 
 def test_minilm_embeds_a_text_manifest_through_the_cache(minilm, tmp_path):
@@ -330,3 +346,16 @@ def test_minilm_embeds_a_text_manifest_through_the_cache(minilm, tmp_path):
     expected = minilm.encode_texts(["a photo of a dog", "a photo of a cat"])
     np.testing.assert_allclose(res.embeddings, expected, atol=1e-5)
     assert embed(minilm, m, cache_dir=tmp_path / "c").from_cache
+
+
+def test_bf16_on_cpu_and_auto_device(tiny_hf_dir, tiny_hf):
+    from priming.encoders import choose_device
+
+    assert choose_device(None) in ("cuda", "mps", "cpu")
+    enc = create_encoder(f"hf:{tiny_hf_dir}", device="cpu", precision="bf16")
+    assert enc.precision == "bf16" and enc.fingerprint != tiny_hf.fingerprint
+    imgs = _images(3, seed=9)
+    X = enc.encode_images(imgs)
+    assert X.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.sum(X * tiny_hf.encode_images(imgs), axis=1) > 0.95)
