@@ -50,7 +50,9 @@ def test_matches_sklearn(pairs):
     r = classification_report(yt, yp)
     assert r["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(yt, yp))
     assert r["macro_f1"] == pytest.approx(f1_score(yt, yp, average="macro", zero_division=0))
-    assert r["weighted_f1"] == pytest.approx(f1_score(yt, yp, average="weighted", zero_division=0))
+    assert r["weighted_f1"] == pytest.approx(
+        f1_score(yt, yp, average="weighted", zero_division=0)
+    )
     assert r["confusion"].sum() == len(yt)
 
 
