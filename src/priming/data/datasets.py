@@ -121,8 +121,10 @@ class _FileListDataset(Dataset):
         return load_image(self.paths[i], max_pixels=self.max_pixels, name=self.ids[i])
 
     def precheck(self, i: int) -> str | None:
+        if self.kind != "image":
+            return None
         ext = self.paths[i].suffix.lower()
-        if self.kind == "image" and ext not in IMAGE_EXTENSIONS:
+        if ext not in IMAGE_EXTENSIONS:
             return f"not an image file (extension {ext or 'none'!r})"
         return None
 
