@@ -84,6 +84,8 @@ def max_scores(
     uniform = present.size == n_classes and np.all(counts == counts[0])
     k = int(counts[0]) if uniform else 0
     out = np.full((X.shape[0], n_classes), -np.inf, dtype=dtype)
+    if W.shape[0] == 0:
+        return out
     WT = np.ascontiguousarray(W.T)
     step = chunk_rows(W.shape[0], chunk_bytes, np.dtype(dtype).itemsize)
     buf = np.empty((min(step, X.shape[0]), W.shape[0]), dtype=dtype)

@@ -57,8 +57,12 @@ def pad_block(
 
 
 def _sqdist(A: np.ndarray, aa: np.ndarray, B: np.ndarray, bb: np.ndarray) -> np.ndarray:
-    """Batched squared distances ``(Bt, n, m)`` from norms and one batched product."""
-    d2 = np.matmul(A, B.transpose(0, 2, 1))
+    """Batched squared distances ``(Bt, n, m)`` from norms and one batched product.
+
+    ``B`` should be the smaller operand: its transpose is made contiguous so numpy's
+    batched matmul takes the BLAS path.
+    """
+    d2 = np.matmul(A, np.ascontiguousarray(B.transpose(0, 2, 1)))
     d2 *= -2
     d2 += aa[:, :, None]
     d2 += bb[:, None, :]
@@ -95,13 +99,31 @@ def kmeans_plusplus(
             cand[:, t] = (cum < r[:, t : t + 1]).sum(1)
         cand = np.minimum(cand, cnt[:, None] - 1)
         C = Xpad[ar[:, None], cand]
-        d2 = _sqdist(C, xx[ar[:, None], cand], Xpad, xx)  # (B, T, n)
+        d2 = _sqdist(Xpad, xx, C, xx[ar[:, None], cand]).transpose(0, 2, 1)  # (B, T, n)
         np.minimum(d2, closest[:, None, :], out=d2)
         d2[~np.broadcast_to(mask[:, None, :], d2.shape)] = 0
         best = d2.sum(2).argmin(1)
         chosen[:, j] = cand[ar, best]
         closest = d2[ar, best]
     return chosen
+
+
+def _segment_means(
+    Xa: np.ndarray, ma: np.ndarray, lab: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-(class, cluster) sums ``(b, k, D)`` and sizes ``(b, k)`` of the valid rows.
+
+    One sparse (b*k x b*n) indicator times the flat rows: O(n D) work, not O(n D k).
+    """
+    import scipy.sparse as sp
+
+    b, n, D = Xa.shape
+    flat = (np.arange(b)[:, None] * k + lab)[ma]
+    cols = (np.arange(b)[:, None] * n + np.arange(n)[None, :])[ma]
+    ind = sp.csr_matrix((np.ones(flat.size, dtype=Xa.dtype), (flat, cols)), shape=(b * k, b * n))
+    sums = np.asarray(ind @ Xa.reshape(b * n, D)).reshape(b, k, D)
+    sizes = np.bincount(flat, minlength=b * k).reshape(b, k)
+    return sums, sizes
 
 
 def batched_kmeans(
@@ -115,41 +137,53 @@ def batched_kmeans(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's k-means on every class of a padded block at once.
 
-    Returns ``(centers (B, k, D), labels (B, n))``. Stops when no assignment changes or
-    the total centre shift falls below ``tol`` times the mean feature variance (as
-    scikit-learn). An empty cluster keeps its previous centre.
+    Returns ``(centers (B, k, D), labels (B, n))`` (padding labelled -1). A class stops
+    iterating when no assignment changes or its total squared centre shift falls below
+    ``tol`` times its mean feature variance (as scikit-learn); converged classes drop
+    out of the batch. An empty cluster keeps its previous centre.
     """
     B, n, D = Xpad.shape
     ar = np.arange(B)
-    fmask = mask.astype(Xpad.dtype)
     cnt = mask.sum(1)
-    mean = Xpad.sum(1) / cnt[:, None]
-    var = (((Xpad - mean[:, None, :]) ** 2) * fmask[:, :, None]).sum((1, 2)) / (cnt * D)
-    tol_abs = tol * float(var.mean()) * D
-    xx = np.einsum("bnd,bnd->bn", Xpad, Xpad)
-    centers = Xpad[ar[:, None], kmeans_plusplus(Xpad, mask, k, rng)].copy()
+    mean = Xpad.sum(1, dtype=np.float64) / cnt[:, None]  # padding rows are zero
+    sq = np.einsum("bnd,bnd->b", Xpad, Xpad, dtype=np.float64)
+    var = np.maximum(sq / cnt - np.einsum("bd,bd->b", mean, mean), 0) / D
+    tol_c = tol * var
+    centers = Xpad[ar[:, None], kmeans_plusplus(Xpad, mask, k, rng)].astype(Xpad.dtype)
     labels = np.full((B, n), -1, dtype=np.int64)
-    eye = np.eye(k, dtype=Xpad.dtype)
+    active = ar.copy()  # classes still iterating
+    Xa, ma = Xpad, mask
     for _ in range(max_iter):
-        cc = np.einsum("bkd,bkd->bk", centers, centers)
-        new = _sqdist(Xpad, xx, centers, cc).argmin(2)
-        new[~mask] = -1
-        if np.array_equal(new, labels):
+        Ca = centers[active]
+        CaT = np.ascontiguousarray(Ca.transpose(0, 2, 1))
+        cc = np.einsum("bkd,bkd->bk", Ca, Ca)
+        d = np.matmul(Xa, CaT)
+        d *= -2
+        d += cc[:, None, :]
+        lab = d.argmin(2)
+        lab[~ma] = -1
+        changed = (lab != labels[active]).any(1)
+        labels[active] = lab
+        sums, sizes = _segment_means(Xa, ma, np.maximum(lab, 0), k)
+        new = np.where(sizes[:, :, None] > 0, sums / np.maximum(sizes, 1)[:, :, None], Ca)
+        shift = ((new - Ca) ** 2).sum((1, 2))
+        centers[active] = new
+        done = ~changed | (shift <= tol_c[active])
+        if done.all():
             break
-        labels = new
-        onehot = eye[np.maximum(labels, 0)] * fmask[:, :, None]  # (B, n, k)
-        sums = np.matmul(onehot.transpose(0, 2, 1), Xpad)
-        sizes = onehot.sum(1)
-        new_centers = np.where(
-            sizes[:, :, None] > 0, sums / np.maximum(sizes, 1)[:, :, None], centers
-        )
-        shift = float(((new_centers - centers) ** 2).sum(2).sum(1).max())
-        centers = new_centers.astype(Xpad.dtype, copy=False)
-        if shift <= tol_abs:
-            cc = np.einsum("bkd,bkd->bk", centers, centers)
-            labels = _sqdist(Xpad, xx, centers, cc).argmin(2)
-            labels[~mask] = -1
-            break
+        if done.any():
+            keep = ~done
+            active = active[keep]
+            # strict convergence for the rest; final labels of finished classes
+            # already match their centres up to tol (as scikit-learn's last E-step)
+            Xa, ma = Xa[keep], ma[keep]
+    # final assignment against the final centres (one more E-step, as scikit-learn)
+    cc = np.einsum("bkd,bkd->bk", centers, centers)
+    d = np.matmul(Xpad, np.ascontiguousarray(centers.transpose(0, 2, 1)))
+    d *= -2
+    d += cc[:, None, :]
+    labels = d.argmin(2)
+    labels[~mask] = -1
     return centers, labels
 
 
