@@ -422,3 +422,54 @@ def test_nc1_textbook_and_reference_known_answers():
     assert nc1(means[y], y) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ConfigError, match="textbook, reference"):
         nc1(X, y, variant="papyan")
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    m=st.integers(1, 4),
+    metric=st.sampled_from(["cosine", "euclidean", "mahalanobis"]),
+    shuffle=st.booleans(),
+)
+def test_class_pruned_mnn_matches_sorted_distance_table(seed, m, metric, shuffle):
+    # many classes, few proxies each: the class-pruned search path is taken
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 5, size=30)
+    lab = np.repeat(np.arange(30), counts)
+    W = rng.normal(size=(lab.size, 4)).astype(np.float32)
+    if shuffle:
+        p = rng.permutation(lab.size)
+        W, lab = W[p], lab[p]
+    X = rng.normal(size=(17, 4)).astype(np.float32)
+    VI = None
+    if metric == "mahalanobis":
+        VI = np.linalg.inv(np.cov(W.astype(np.float64), rowvar=False) + 1e-6 * np.eye(4))
+    for weighting in ("uniform", "distance"):
+        out = mnn_scores(X, W, lab, 30, m, metric, weighting, chunk_bytes=512)
+        oracle = _table_oracle(X, W, lab, 30, m, metric, weighting, VI)
+        np.testing.assert_allclose(out, oracle, rtol=1e-4)
+    _, idx_pruned = nearest_proxies(X, W, m, metric, proxy_labels=lab, n_classes=30)
+    _, idx_full = nearest_proxies(X, W, m, metric)
+    np.testing.assert_array_equal(idx_pruned, idx_full)
+
+
+@pytest.mark.parametrize("dim", [5, 64])
+def test_kmeans_gram_and_feature_paths_agree(dim):
+    from priming.imprint.kmeans import _kmeans_features, _kmeans_gram
+
+    rng = np.random.default_rng(dim)
+    cent = 4 * rng.normal(size=(6, 3, dim))
+    n = 30
+    sub = np.tile(np.arange(3), n // 3)
+    Xpad = (cent[:, sub] + 0.5 * rng.normal(size=(6, n, dim))).astype(np.float32)
+    Xpad[0, 20:] = 0  # a padded class with 20 rows
+    mask = np.ones((6, n), dtype=bool)
+    mask[0, 20:] = False
+    cg, lg = _kmeans_gram(Xpad, mask, 3, np.random.default_rng(1), max_iter=300, tol=1e-4)
+    cf, lf = _kmeans_features(Xpad, mask, 3, np.random.default_rng(1), max_iter=300, tol=1e-4)
+    np.testing.assert_allclose(cg, cf, atol=1e-3)
+    np.testing.assert_array_equal(lg, lf)
+    assert (lg[0, 20:] == -1).all() and (lg[0, :20] >= 0).all()
+    for b in range(6):  # a Lloyd fixed point: every centre is the mean of its rows
+        for j in range(3):
+            rows = Xpad[b][mask[b] & (lg[b] == j)]
+            np.testing.assert_allclose(cg[b, j], rows.mean(0), atol=1e-4)
