@@ -99,3 +99,156 @@ class FakeImprint:
             "mean" if len(np.unique(est.proxy_labels_)) == len(est.proxy_labels_) else "all"
         )
         return est
+
+
+class FakeHits:
+    def __init__(self, table, ambiguous, counts):
+        self.table, self.ambiguous, self.counts = table, ambiguous, counts
+
+
+class FakeCorpus:
+    """In-memory corpus with the priming.corpus interface (phrase / all-tokens search)."""
+
+    def __init__(
+        self,
+        captions,
+        embeddings,
+        urls=None,
+        nsfw=None,
+        similarity=None,
+        embedding_model="fake:enc",
+    ):
+        n = len(captions)
+        self.captions = list(captions)
+        self.E = np.asarray(embeddings, np.float32)
+        self.urls = list(urls) if urls is not None else [f"http://x/{i}.jpg" for i in range(n)]
+        self.nsfw = list(nsfw) if nsfw is not None else [False] * n
+        self.sim = list(similarity) if similarity is not None else [0.3] * n
+        self.n_rows = n
+        self.dim = self.E.shape[1]
+        self.has_embeddings = True
+        self.embedding_model = embedding_model
+        self.fingerprint = "fakecorpus"
+        self.queries = []
+
+    @staticmethod
+    def _tokens(s):
+        import re
+
+        return re.findall(r"\w+", s.casefold())
+
+    def _match(self, caption, name, mode):
+        ct, nt = self._tokens(caption), self._tokens(name)
+        if not nt:
+            return False
+        if mode in ("all-tokens", "all_tokens"):
+            return set(nt) <= set(ct)
+        return any(ct[i : i + len(nt)] == nt for i in range(len(ct) - len(nt) + 1))
+
+    def search_captions(self, queries, limit_per_label=None, mode="phrase"):
+        import pyarrow as pa
+
+        self.queries.append((dict(queries), mode))
+        matches = {}
+        for i, cap in enumerate(self.captions):
+            labs = [
+                lab
+                for lab, names in queries.items()
+                if any(self._match(cap, n, mode) for n in names)
+            ]
+            if labs:
+                matches[i] = labs
+        rows = [(i, labs[0]) for i, labs in matches.items() if len(labs) == 1]
+        amb = [(i, labs) for i, labs in matches.items() if len(labs) > 1]
+        if limit_per_label is not None:
+            seen, kept = {}, []
+            for i, lab in rows:
+                if seen.get(lab, 0) < limit_per_label:
+                    kept.append((i, lab))
+                    seen[lab] = seen.get(lab, 0) + 1
+            rows = kept
+        table = pa.table(
+            {
+                "row_id": pa.array([i for i, _ in rows], pa.int64()),
+                "label": pa.array([lab for _, lab in rows], pa.string()),
+                "name": pa.array([lab for _, lab in rows], pa.string()),
+                "caption": pa.array([self.captions[i] for i, _ in rows], pa.string()),
+                "url": pa.array([self.urls[i] for i, _ in rows], pa.string()),
+                "nsfw": pa.array([bool(self.nsfw[i]) for i, _ in rows], pa.bool_()),
+                "similarity": pa.array([self.sim[i] for i, _ in rows], pa.float32()),
+            }
+        )
+        ambiguous = pa.table(
+            {
+                "row_id": pa.array([i for i, _ in amb], pa.int64()),
+                "labels": pa.array([labs for _, labs in amb]),
+            }
+        )
+        counts = {lab: sum(1 for _, l2 in rows if l2 == lab) for lab in queries}
+        return FakeHits(table, ambiguous, counts)
+
+    def embeddings(self, row_ids):
+        return self.E[np.asarray(row_ids, dtype=np.int64)]
+
+    def knn(self, queries, k):
+        S = np.asarray(queries, np.float32) @ self.E.T
+        idx = np.argsort(-S, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(S, idx, 1).astype(np.float32), idx.astype(np.int64)
+
+    def rows(self, row_ids):
+        import pyarrow as pa
+
+        ids = [int(r) for r in row_ids]
+        return pa.table(
+            {
+                "row_id": pa.array(ids, pa.int64()),
+                "caption": pa.array([self.captions[i] for i in ids]),
+                "url": pa.array([self.urls[i] for i in ids]),
+                "nsfw": pa.array([bool(self.nsfw[i]) for i in ids]),
+                "similarity": pa.array([self.sim[i] for i in ids], pa.float32()),
+            }
+        )
+
+
+class BagOfWordsEncoder(FakeEncoder):
+    """Texts sharing words get similar embeddings: normalised sum of per-token vectors."""
+
+    def __init__(self, dim: int = 32, name: str = "fake:bow") -> None:
+        super().__init__(dim=dim, name=name)
+
+    def encode_texts(self, texts, batch_size=64, progress=False):
+        import re
+
+        texts = list(texts)
+        self.calls.append(texts)
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            for tok in re.findall(r"\w+", t.casefold()):
+                out[i] += text_vector(tok, self.dim)
+        n = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(n, 1e-12)
+
+
+def write_text_corpus(tmp_path, captions, encoder, name="corpus"):
+    """Build a real priming corpus of ``captions`` and fill its embeddings with ``encoder``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from priming.corpus import build_corpus, fill_embeddings
+
+    src = tmp_path / f"{name}-src"
+    src.mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "url": [f"http://example.org/{i}" for i in range(len(captions))],
+                "caption": list(captions),
+                "NSFW": ["UNLIKELY"] * len(captions),
+                "similarity": [0.3] * len(captions),
+            }
+        ),
+        src / "part-0.parquet",
+    )
+    out = build_corpus(src / "part-0.parquet", out=tmp_path / name, workers=1)
+    fill_embeddings(out, encoder)
+    return out

@@ -195,3 +195,47 @@ def test_save_load_roundtrip(problem, tmp_path):
     assert back.predict(Xt).tolist() == head.predict(Xt).tolist()
     with pytest.raises(DataError, match="no head.json"):
         PrimedHead.load(tmp_path)
+
+
+# -- with the real ImprintedHead --------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty", ["text", "zero"])
+def test_default_preset_equals_formula_real_imprint(problem, empty):
+    T, X, y, Xt = problem
+    head = PrimedHead(T, alpha=0.58, empty_class=empty).fit(X, y)
+    W = by_hand_W(T, X, y, 0.58, empty)
+    np.testing.assert_allclose(head.decision_function(Xt), l2(Xt) @ W.T, atol=1e-5)
+    np.testing.assert_allclose(head.to_linear()[0], W, atol=1e-5)
+    assert head.predict(Xt).tolist() == np.argmax(l2(Xt) @ W.T, axis=1).tolist()
+
+
+def test_real_multi_proxy_and_save_load(problem, tmp_path):
+    from priming.heads import ImprintedHead
+
+    T, X, y, Xt = problem
+    im = ImprintedHead.from_preset("imprint-best", n_proxies=3, random_state=0)
+    head = PrimedHead(T, classes=["a", "b", "c", "d"], alpha="auto", imprint=im, random_state=0)
+    head.fit(X, np.array(["a", "b", "c", "d"])[y])
+    assert head.weights_.shape[0] > 3  # several proxies per class
+    with pytest.raises(ConfigError, match="not a single linear layer"):
+        head.to_linear()
+    head.save(tmp_path / "h")
+    assert (tmp_path / "h" / "imprint.npz").is_file()
+    back = PrimedHead.load(tmp_path / "h")
+    np.testing.assert_allclose(back.decision_function(Xt), head.decision_function(Xt), atol=1e-6)
+    assert back.predict(Xt).tolist() == head.predict(Xt).tolist()
+    assert 0 <= back.alpha_ <= 1 and back.alpha_source_ == "cv-pool"
+
+
+def test_mnn_imprint_mixes(problem):
+    from priming.heads import ImprintedHead
+
+    T, X, y, Xt = problem
+    im = ImprintedHead.from_preset("janson2022")
+    head = PrimedHead(T, alpha=0.5, imprint=im).fit(X, y)
+    ref = ImprintedHead.from_preset("janson2022").fit(X, y)
+    expected = 0.5 * (l2(Xt) @ T.T)
+    agg = l2(Xt) @ T.T  # class 3 empty -> text score
+    agg[:, :3] = ref.decision_function(Xt)
+    np.testing.assert_allclose(head.decision_function(Xt), expected + 0.5 * agg, atol=1e-5)

@@ -20,6 +20,8 @@ from priming.errors import PrimingError
 
 # Sub-command modules, in the order their commands appear in --help.
 COMMAND_MODULES: list[str] = [
+    "priming.cli.prime",
+    "priming.cli.predict",
     "priming.cli.demo",
     "priming.cli.embed",
     "priming.cli.corpus",

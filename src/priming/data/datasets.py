@@ -121,7 +121,7 @@ class _FileListDataset(Dataset):
         return load_image(self.paths[i], max_pixels=self.max_pixels, name=self.ids[i])
 
     def precheck(self, i: int) -> str | None:
-        if self.kind != "image":
+        if self.kind != "image":  # text manifests have no paths
             return None
         ext = self.paths[i].suffix.lower()
         if ext not in IMAGE_EXTENSIONS:

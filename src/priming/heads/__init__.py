@@ -2,7 +2,7 @@
 
 from priming.heads.alpha import REFERENCE_ALPHAS, schedule_alpha
 from priming.heads.imprinted import PRESETS, ImprintedHead
-from priming.heads.primed import PrimedHead
+from priming.heads.primed import PrimedHead, load_head
 from priming.heads.templates import (
     TEMPLATE_SETS,
     get_templates,
@@ -17,6 +17,7 @@ __all__ = [
     "ImprintedHead",
     "PRESETS",
     "PrimedHead",
+    "load_head",
     "ZeroShotHead",
     "build_text_weights",
     "REFERENCE_ALPHAS",

@@ -355,9 +355,10 @@ class PrimedHead:
         return W.astype(np.float32), None
 
     # -- persistence ----------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, metadata: dict | None = None) -> Path:
         """Write the head into folder ``path``: ``head.json``, ``arrays.npz`` and the
-        imprinted part under ``imprint/`` (its own format). No pickle."""
+        imprinted part (``imprint.npz``, its own format). No pickle. ``metadata`` (JSON-able,
+        e.g. the model name) is stored in ``head.json`` and read back as ``metadata_``."""
         self._check_fitted()
         p = Path(path)
         p.mkdir(parents=True, exist_ok=True)
@@ -386,6 +387,7 @@ class PrimedHead:
                 "empty_class": self.empty_class,
                 "temperature": float(self.temperature),
                 "imprint_class": imprint_cls,
+                "metadata": metadata or {},
             },
         )
         return p
@@ -415,6 +417,7 @@ class PrimedHead:
         head.alpha_source_ = meta["alpha_source_"]
         head.alpha_scores_ = meta.get("alpha_scores_")
         head.n_shots_ = meta.get("n_shots_", 0.0)
+        head.metadata_ = meta.get("metadata", {})
         head.class_counts_ = counts
         head.empty_classes_ = np.flatnonzero(counts == 0)
         head.imprint_ = None
@@ -430,3 +433,22 @@ class PrimedHead:
             head.imprint_ = imprint_cls.load(p / "imprint")
         head._set_proxy_view()
         return head
+
+
+def load_head(path: str | Path):
+    """Load a head folder written by :meth:`PrimedHead.save` or :meth:`ZeroShotHead.save`."""
+    from priming.heads.text import ZeroShotHead
+
+    p = Path(path)
+    meta_path = p / "head.json"
+    if not meta_path.is_file():
+        raise DataError(f"{str(p)!r} is not a saved head folder (no head.json)")
+    try:
+        kind = json.loads(meta_path.read_text(encoding="utf-8")).get("kind")
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{str(meta_path)!r} is not valid JSON: {exc}") from None
+    if kind == "primed":
+        return PrimedHead.load(p)
+    if kind == "zero-shot":
+        return ZeroShotHead.load(p)
+    raise DataError(f"{str(p)!r} holds an unknown head kind {kind!r}")
