@@ -247,3 +247,115 @@ def test_real_hub_clip_zero_shot(name):
     X = enc.encode_images([red, blue])
     T = enc.encode_texts(["a red square", "a blue square"])
     assert (X @ T.T).argmax(axis=1).tolist() == [0, 1]
+
+
+# -- end to end: real tiny model + data + cache + CLI -------------------------------------
+
+
+def test_embed_with_real_encoder_matches_direct_encoding(tiny_hf, tmp_path):
+    from priming.data import embed
+
+    root = tmp_path / "imgs"
+    imgs = _images(6, seed=5)
+    for i, im in enumerate(imgs):
+        (root / ("a" if i % 2 else "b")).mkdir(parents=True, exist_ok=True)
+        im.save(root / ("a" if i % 2 else "b") / f"{i}.png")
+    (root / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    res = embed(tiny_hf, root, cache_dir=tmp_path / "cache", batch_size=4, workers=2)
+    assert len(res) == 6 and [i for i, _ in res.skipped] == ["a/broken.png"]
+    by_id = dict(zip(res.ids, res.embeddings))
+    direct = tiny_hf.encode_images(imgs)
+    for i in range(6):
+        np.testing.assert_allclose(by_id[f"{'a' if i % 2 else 'b'}/{i}.png"], direct[i], atol=1e-5)
+
+
+def test_cli_embed(tiny_hf_dir, tmp_path, capsys):
+    from priming.cli import main
+
+    root = tmp_path / "imgs" / "only"
+    root.mkdir(parents=True)
+    for i, im in enumerate(_images(3)):
+        im.save(root / f"{i}.jpg")
+    (root / "bad.jpg").write_bytes(b"nope")
+    out = tmp_path / "out"
+    argv = [
+        "embed",
+        "--model",
+        f"hf:{tiny_hf_dir}",
+        "--data",
+        str(tmp_path / "imgs"),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "embedded 3 items, skipped 1, computed 4 items" in text
+    assert "only/bad.jpg: not an image" in text
+    entry = next(p for p in out.iterdir() if p.is_dir())
+    assert str(entry) in text
+    X = np.load(entry / "embeddings.npy")
+    assert X.shape == (3, 24) and X.dtype == np.float32
+    assert main(argv) == 0 and "cache hit" in capsys.readouterr().out
+    assert main(["embed", "--model", "nope:x", "--data", str(root), "--out", str(out)]) == 2
+    assert "unknown encoder 'nope'" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                "precomputed",
+                "--data",
+                str(tmp_path / "missing"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+    np.savez(tmp_path / "e.npz", embeddings=np.eye(3, dtype=np.float32), labels=["a", "b", "c"])
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                "precomputed",
+                "--data",
+                str(tmp_path / "e.npz"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "3 precomputed embeddings (dim 3)" in capsys.readouterr().out
+
+
+def test_minilm_embeds_a_text_manifest_through_the_cache(minilm, tmp_path):
+    from priming.data import embed
+
+    m = tmp_path / "prompts.csv"
+    m.write_text("text,label\na photo of a dog,dog\na photo of a cat,cat\n")
+    res = embed(minilm, m, cache_dir=tmp_path / "c")
+    assert res.embeddings.shape == (2, 384) and list(res.labels) == ["dog", "cat"]
+    expected = minilm.encode_texts(["a photo of a dog", "a photo of a cat"])
+    np.testing.assert_allclose(res.embeddings, expected, atol=1e-5)
+    assert embed(minilm, m, cache_dir=tmp_path / "c").from_cache
+
+
+def test_bf16_on_cpu_and_auto_device(tiny_hf_dir, tiny_hf):
+    from priming.encoders import choose_device
+
+    assert choose_device(None) in ("cuda", "mps", "cpu")
+    enc = create_encoder(f"hf:{tiny_hf_dir}", device="cpu", precision="bf16")
+    assert enc.precision == "bf16" and enc.fingerprint != tiny_hf.fingerprint
+    imgs = _images(3, seed=9)
+    X = enc.encode_images(imgs)
+    assert X.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.sum(X * tiny_hf.encode_images(imgs), axis=1) > 0.95)

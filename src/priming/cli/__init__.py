@@ -25,6 +25,9 @@ COMMAND_MODULES: list[str] = [
     "priming.cli.demo",
     "priming.cli.embed",
     "priming.cli.corpus",
+    "priming.cli.sweep",
+    "priming.cli.report",
+    "priming.cli.reproduce",
 ]
 
 log = logging.getLogger("priming")

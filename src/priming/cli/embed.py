@@ -70,7 +70,18 @@ def run(args: argparse.Namespace) -> int:
         cache_dtype=args.cache_dtype,
     )
     elapsed = time.perf_counter() - t0
-    state = "cache hit" if result.from_cache else f"computed {result.n_computed} items"
+    if result.cache_path is None:  # embedding files: used as they are
+        print(
+            f"{len(result)} precomputed embeddings (dim {result.dim}) read from {args.data}; "
+            "nothing to compute or write"
+        )
+        return 0
+    if result.from_cache:
+        state = "cache hit"
+    elif result.n_computed < len(dataset):
+        state = f"resumed: computed {result.n_computed} of {len(dataset)} items"
+    else:
+        state = f"computed {result.n_computed} items"
     print(
         f"embedded {len(result)} items, skipped {len(result.skipped)}, "
         f"{state}, {elapsed:.1f}s -> {result.cache_path}"

@@ -295,7 +295,7 @@ def _col_list(batch, mapping, name, typ):
 def build_shard(spec: dict[str, Any]) -> dict[str, Any]:
     """Build one shard (runs in a worker process); returns its manifest entry."""
     pa, pc, pq = _pa()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     shard_dir = Path(spec["shard_dir"])
     name = spec["name"]
     pid = os.getpid()
@@ -407,6 +407,7 @@ def build_shard(spec: dict[str, Any]) -> dict[str, Any]:
             os.replace(emb_tmp, emb_final)
         os.replace(db_tmp, db_final)
         entry["build_seconds"] = round(time.perf_counter() - t0, 3)
+        entry["build_cpu_seconds"] = round(time.process_time() - cpu0, 3)
         return entry
     except BaseException:
         if con is not None:

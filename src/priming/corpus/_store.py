@@ -189,6 +189,7 @@ class Corpus:
         self._conns: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in self.shards]
         self._mmaps: dict[int, np.ndarray] = {}
         self._index = None
+        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     # ---- properties
@@ -242,6 +243,14 @@ class Corpus:
                     break
         self._mmaps.clear()
         self._index = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     # ---- connections
     def _acquire(self, si: int) -> sqlite3.Connection:
@@ -260,9 +269,11 @@ class Corpus:
     def _map_shards(self, fn, items):
         if len(items) <= 1:
             return [fn(*it) for it in items]
-        n = min(len(items), (os.cpu_count() or 1) * 2, 32)
-        with ThreadPoolExecutor(n) as ex:
-            return list(ex.map(lambda it: fn(*it), items))
+        with self._lock:
+            if self._pool is None:  # one long-lived pool: starting threads per call costs ms
+                n = min(len(self.shards), (os.cpu_count() or 1) * 2, 32)
+                self._pool = ThreadPoolExecutor(n, thread_name_prefix="corpus-shard")
+        return list(self._pool.map(lambda it: fn(*it), items))
 
     def _split(self, ids: np.ndarray) -> np.ndarray:
         return np.searchsorted(self._offsets, ids, side="right") - 1

@@ -316,9 +316,3 @@ class Encoder:
     def _inference(self):
         torch = _import_torch()
         return torch.inference_mode()
-
-    def _autocast(self):
-        """Autocast context for fp16/bf16 on accelerators (models are also cast)."""
-        import contextlib
-
-        return contextlib.nullcontext()

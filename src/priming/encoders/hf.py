@@ -104,12 +104,12 @@ class HFEncoder(Encoder):
 
     @staticmethod
     def _infer_dim(config, model) -> int:
-        for attr in ("projection_dim",):
-            if getattr(config, attr, None) and hasattr(model, "get_image_features"):
-                return int(getattr(config, attr))
-        vision = getattr(config, "vision_config", None)
-        if hasattr(model, "get_image_features") and vision is not None:
-            return int(vision.hidden_size)  # SigLIP: no projection
+        if hasattr(model, "get_image_features"):
+            if getattr(config, "projection_dim", None):  # CLIP: projected features
+                return int(config.projection_dim)
+            vision = getattr(config, "vision_config", None)
+            if vision is not None:  # SigLIP: pooled vision output, no projection
+                return int(vision.hidden_size)
         return int(config.hidden_size)
 
     def _text_max_length(self, config) -> int | None:

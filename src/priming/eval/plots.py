@@ -67,12 +67,17 @@ def plot_lines(
         x = np.asarray(x, dtype=float)
         (line,) = ax.plot(x, y, marker="o", lw=1.8, ms=4, label=name)
         if lo is not None and hi is not None:
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
+            band = 0.15 if len(series) <= 4 else 0.07
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=band, lw=0)
     for label, xv in (marks or {}).items():
         ax.axvline(xv, color="0.4", ls="--", lw=0.9)
         ax.text(xv, ax.get_ylim()[1], f" {label}", va="top", fontsize=8, color="0.3")
     if logx:
+        from matplotlib.ticker import NullFormatter, NullLocator
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     if xticks is not None:
         ax.set_xticks(list(xticks))
         ax.set_xticklabels([f"{t:g}" for t in xticks])

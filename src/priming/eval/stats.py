@@ -32,6 +32,22 @@ __all__ = [
 DEFAULT_GROUP = ("backbone", "dataset", "task")
 
 
+def _join_cols(df: Any, cols: Sequence[str], skip_missing: bool = False) -> Any:
+    """One string per row: the values of ``cols`` joined by ``/`` (missing values skipped or 'nan')."""
+    import pandas as pd
+
+    def join(row: Any) -> str:
+        return "/".join(
+            str(v)
+            for v in row
+            if not (skip_missing and (v is None or (isinstance(v, float) and np.isnan(v))))
+        )
+
+    if not len(cols):
+        return pd.Series("all", index=df.index)
+    return df[list(cols)].apply(join, axis=1).astype(object)
+
+
 def median_matrix(
     records: Any,
     *,
@@ -54,7 +70,7 @@ def median_matrix(
     if df.empty:
         raise DataError("results are empty")
     gcols = [c for c in group_cols if c in df.columns]
-    key = df[gcols].astype(str).agg("/".join, axis=1) if gcols else pd.Series("all", index=df.index)
+    key = _join_cols(df, gcols) if gcols else pd.Series("all", index=df.index)
     med = df.assign(_g=key).groupby(["_g", config_col], sort=True)[metric].median().unstack()
     groups = [tuple(g.split("/")) for g in med.index]
     return med.to_numpy(dtype=float), groups, [str(c) for c in med.columns]

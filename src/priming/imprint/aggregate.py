@@ -28,6 +28,7 @@ __all__ = [
     "WEIGHTINGS",
     "DEFAULT_CHUNK_BYTES",
     "chunk_rows",
+    "slot_layout",
     "max_scores",
     "mnn_scores",
     "nearest_proxies",
@@ -57,6 +58,22 @@ def _check_sorted_labels(proxy_labels: np.ndarray, n_classes: int) -> np.ndarray
     return labels.astype(np.int64, copy=False)
 
 
+def slot_layout(labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Slot-major proxy order for fast segment maxima, or ``None`` if not worthwhile.
+
+    Returns ``(perm, table)``: ``table`` is ``(C, k_max)`` proxy indices per class
+    (-1 padding); ``perm`` lists ``table`` column by column (slot 0 of every class, then
+    slot 1, ...) with padding replaced by the class's first proxy (a duplicate cannot
+    change a maximum). Scores in this column order reshape to ``(n, k_max, C)``, whose
+    max over axis 1 is a fast element-wise reduction over contiguous rows. ``None`` when
+    a class has no proxy or padding would add more than half the proxies again.
+    """
+    table = _class_table(labels, n_classes)
+    if table.size == 0 or (table[:, 0] < 0).any() or table.size > 1.5 * max(labels.size, 1):
+        return None
+    return np.where(table >= 0, table, table[:, :1]).T.ravel(), table
+
+
 def max_scores(
     X: np.ndarray,
     W: np.ndarray,
@@ -67,34 +84,37 @@ def max_scores(
 ) -> np.ndarray:
     """Class scores ``(n, n_classes)``: max inner product over each class's proxies.
 
-    A class without proxies scores ``-inf``. ``W`` need not be sorted; it is reordered
-    by class once (a no-op for heads, whose proxies are stored sorted).
+    Computed for one chunk of rows at a time (the chunk's score matrix fits in
+    ``chunk_bytes``): one BLAS product, then a segment max -- over slot-major columns
+    (see :func:`slot_layout`), else ``np.maximum.reduceat`` over class-sorted columns.
+    A class without proxies scores ``-inf``.
     """
     labels = _check_sorted_labels(proxy_labels, n_classes)
     X = np.asarray(X)
     dtype = np.result_type(X.dtype, W.dtype, np.float32)
-    if labels.size > 1 and np.any(labels[1:] < labels[:-1]):
-        order = np.argsort(labels, kind="stable")
-        W, labels = W[order], labels[order]
-    W = np.asarray(W, dtype=dtype)
     X = np.asarray(X, dtype=dtype)
-    counts = np.bincount(labels, minlength=n_classes)
-    present = np.flatnonzero(counts)
-    starts = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
-    uniform = present.size == n_classes and np.all(counts == counts[0])
-    k = int(counts[0]) if uniform else 0
     out = np.full((X.shape[0], n_classes), -np.inf, dtype=dtype)
-    WT = np.ascontiguousarray(W.T)
-    step = chunk_rows(W.shape[0], chunk_bytes, np.dtype(dtype).itemsize)
-    buf = np.empty((min(step, X.shape[0]), W.shape[0]), dtype=dtype)
+    if W.shape[0] == 0:
+        return out
+    layout = slot_layout(labels, n_classes)
+    if layout is not None:
+        perm, table = layout
+        kmax = table.shape[1]
+        WT = np.ascontiguousarray(np.asarray(W, dtype=dtype)[perm].T)
+    else:
+        order = np.argsort(labels, kind="stable")
+        counts = np.bincount(labels, minlength=n_classes)
+        present = np.flatnonzero(counts)
+        starts = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
+        WT = np.ascontiguousarray(np.asarray(W, dtype=dtype)[order].T)
+    step = chunk_rows(WT.shape[1], chunk_bytes, np.dtype(dtype).itemsize)
+    buf = np.empty((min(step, X.shape[0]), WT.shape[1]), dtype=dtype)
     for i in range(0, X.shape[0], step):
         xs = X[i : i + step]
         S = buf[: xs.shape[0]]
         np.matmul(xs, WT, out=S)
-        if uniform and k == 1:
-            out[i : i + step] = S
-        elif uniform:
-            S.reshape(xs.shape[0], n_classes, k).max(axis=2, out=out[i : i + step])
+        if layout is not None:
+            S.reshape(xs.shape[0], kmax, n_classes).max(axis=1, out=out[i : i + step])
         else:
             out[i : i + step, present] = np.maximum.reduceat(S, starts, axis=1)
     return out
@@ -149,6 +169,45 @@ def _pair_distances(xs: np.ndarray, W: np.ndarray, part: np.ndarray, metric: str
     return np.abs(diff).max(2)
 
 
+def _class_table(labels: np.ndarray, n_classes: int | None) -> np.ndarray:
+    """``(C, k_max)`` proxy indices per class, padded with -1."""
+    C = int(labels.max()) + 1 if n_classes is None else n_classes
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=C)
+    kmax = max(int(counts.max()), 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(kmax)
+    valid = pos[None, :] < counts[:, None]
+    return np.where(valid, order[np.minimum(starts[:, None] + pos, labels.size - 1)], -1)
+
+
+def _pruned_candidates(
+    xs: np.ndarray,
+    WT: np.ndarray,
+    shift: np.ndarray | None,
+    table: np.ndarray,
+    m: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Proxies of the ``m`` best classes per row: ``(candidates, key)``, ``(rows, m*k_max)``.
+
+    ``WT`` holds the proxies in slot-major order (:func:`slot_layout`); the similarity is ``x.w``
+    (cosine) or ``x.w - |w|^2/2`` (``shift``; Euclidean, same order as the distance).
+    ``key`` is the negated similarity (+inf on padding slots, whose index is -1).
+    """
+    C, kmax = table.shape
+    S = xs @ WT
+    if shift is not None:
+        S -= shift[None, :]
+    S3 = S.reshape(len(xs), kmax, C)
+    best = S3.max(axis=1)  # (rows, C) segment max
+    top = np.argpartition(-best, m - 1, axis=1)[:, :m]  # the m best classes
+    rows = np.arange(len(xs))[:, None, None]
+    key = -S3[rows, np.arange(kmax)[None, None, :], top[:, :, None]]  # (rows, m, kmax)
+    cand = table[top]  # (rows, m, kmax)
+    key[cand < 0] = np.inf
+    return cand.reshape(len(xs), -1), key.reshape(len(xs), -1)
+
+
 def nearest_proxies(
     X: np.ndarray,
     W: np.ndarray,
@@ -157,12 +216,20 @@ def nearest_proxies(
     *,
     whitener: np.ndarray | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    proxy_labels: np.ndarray | None = None,
+    n_classes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``m`` nearest proxies of each row: ``(distances, indices)``, both ``(n, m)``,
     sorted by increasing distance (ties by proxy index).
 
     Cosine distance is ``1 - cos``; ``mahalanobis`` uses ``whitener`` (default: from
     :func:`mahalanobis_whitener` on ``W``).
+
+    With ``proxy_labels`` (and an inner-product metric: cosine, euclidean, mahalanobis)
+    the search is pruned by class: the ``m`` nearest proxies lie in the ``m`` classes
+    whose nearest proxy is nearest (each of those proxies' classes has a proxy at least
+    as near), so only those classes' proxies are ranked exactly. The cost is then one
+    score-matrix product plus a segment max, as for ``max`` aggregation.
     """
     if metric not in METRICS:
         raise ConfigError(f"metric={metric!r} is not valid; valid values: {', '.join(METRICS)}")
@@ -179,20 +246,37 @@ def nearest_proxies(
         X = (X.astype(np.float64) @ L).astype(np.float32)
         W = (W.astype(np.float64) @ L).astype(np.float32)
     ww = np.einsum("ij,ij->i", W, W) if metric in ("euclidean", "mahalanobis") else None
-    if metric in ("manhattan", "chebyshev"):
-        X, W = X.astype(np.float64), W.astype(np.float64)
     n = X.shape[0]
     dist = np.empty((n, m), dtype=np.float64)
     idx = np.empty((n, m), dtype=np.int64)
+    if metric in ("manhattan", "chebyshev"):
+        X, W = X.astype(np.float64), W.astype(np.float64)
+    layout = None
+    if proxy_labels is not None and metric not in ("manhattan", "chebyshev"):
+        labels = np.asarray(proxy_labels, dtype=np.int64)
+        layout = slot_layout(labels, int(labels.max()) + 1 if n_classes is None else n_classes)
+        if layout is not None:
+            perm, table = layout
+            if m < table.shape[0] and m * table.shape[1] < P // 2:
+                WT = np.ascontiguousarray(W[perm].T)
+                shift = None if ww is None else 0.5 * ww[perm]
+            else:
+                layout = None
+    pruned = layout is not None
     step = chunk_rows(P, chunk_bytes, 8 if metric in ("manhattan", "chebyshev") else 4)
+    step = min(step, max(1, chunk_bytes // (m * X.shape[1] * 8)))  # exact-distance gather
     for i in range(0, n, step):
         xs = X[i : i + step]
-        d = _distances(xs, W, ww, metric)
-        rows = np.arange(d.shape[0])[:, None]
-        if m < P:
-            part = np.argpartition(d, m - 1, axis=1)[:, :m]
+        rows = np.arange(xs.shape[0])[:, None]
+        if pruned:
+            cand, key = _pruned_candidates(xs, WT, shift, table, m)
+            part = cand[rows, np.argpartition(key, m - 1, axis=1)[:, :m]]
         else:
-            part = np.broadcast_to(np.arange(P), d.shape).copy()
+            d = _distances(xs, W, ww, metric)
+            if m < P:
+                part = np.argpartition(d, m - 1, axis=1)[:, :m]
+            else:
+                part = np.broadcast_to(np.arange(P), d.shape).copy()
         # exact float64 distances of the kept pairs: independent of chunking and BLAS
         dm = _pair_distances(xs, W, part, metric)
         o = np.lexsort((part, dm), axis=1)
@@ -224,7 +308,14 @@ def mnn_scores(
         )
     labels = _check_sorted_labels(proxy_labels, n_classes)
     dist, idx = nearest_proxies(
-        X, W, n_neighbors, metric, whitener=whitener, chunk_bytes=chunk_bytes
+        X,
+        W,
+        n_neighbors,
+        metric,
+        whitener=whitener,
+        chunk_bytes=chunk_bytes,
+        proxy_labels=labels,
+        n_classes=n_classes,
     )
     n, m = idx.shape
     votes = np.ones((n, m)) if weighting == "uniform" else 1.0 / (np.maximum(dist, 0) + 1e-10)

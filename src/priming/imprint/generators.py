@@ -36,6 +36,7 @@ from priming.imprint.kmeans import (
     batched_kmedoids,
     iter_class_blocks,
     pad_block,
+    single_threaded_blas,
 )
 from priming.registry import Registry
 
@@ -66,9 +67,12 @@ def _sorted_groups(y: np.ndarray, n_classes: int):
 
 
 def class_means(X: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per-class means ``(n_classes, D)`` in float64 via one segment sum."""
-    order, counts, starts = _sorted_groups(y, n_classes)
-    sums = np.add.reduceat(X[order].astype(np.float64), starts, axis=0)
+    """Per-class means ``(n_classes, D)`` in float64: one sparse indicator product."""
+    import scipy.sparse as sp
+
+    counts = np.bincount(y, minlength=n_classes)
+    ind = sp.csr_matrix((np.ones(y.size), (y, np.arange(y.size))), shape=(n_classes, y.size))
+    sums = np.asarray(ind @ X.astype(np.float64, copy=False))
     return sums / counts[:, None]
 
 
@@ -135,7 +139,8 @@ def _per_block(X, y, n_classes, k, seed, pick):
     parts = [_rows_of(Xs, starts, counts, small)]
     for block in iter_class_blocks(counts, big, X.shape[1], k):
         Xpad, mask, idx = pad_block(Xs, starts, counts, block)
-        res = pick(Xpad, mask, np.random.default_rng(seed))
+        with single_threaded_blas():
+            res = pick(Xpad, mask, np.random.default_rng(seed))
         if res.ndim == 2:  # positions
             res = Xs[idx[np.arange(len(block))[:, None], res]]
         parts.append((res.reshape(-1, X.shape[1]), np.repeat(block, k)))
@@ -230,7 +235,8 @@ def _kls(X, y, n_classes, k, seed, ls_lambda):
         nxt += counts[c]
     for block in iter_class_blocks(counts, big, X.shape[1], k):
         Xpad, mask, idx = pad_block(Xs, starts, counts, block)
-        _, lab = batched_kmeans(Xpad, mask, k, np.random.default_rng(seed))
+        with single_threaded_blas():
+            _, lab = batched_kmeans(Xpad, mask, k, np.random.default_rng(seed))
         base = nxt + np.arange(len(block)) * k
         pseudo[idx[mask]] = (base[:, None] + lab)[mask]
         parent.append(np.repeat(block, k))

@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "BLOCK_ELEMENTS",
+    "single_threaded_blas",
     "iter_class_blocks",
     "batched_kmeans",
     "batched_kmedoids",
@@ -21,6 +22,21 @@ __all__ = [
 
 BLOCK_ELEMENTS = 1 << 24
 """Upper bound on ``B * n_max * max(D, n_max, k)`` elements of one padded block."""
+
+
+def single_threaded_blas():
+    """Context manager limiting BLAS to one thread (as scikit-learn's own KMeans does).
+
+    The batched products here are many small matrices; BLAS threads only add
+    synchronisation, which becomes very costly on a loaded machine.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def iter_class_blocks(counts: np.ndarray, classes: np.ndarray, width: int, k: int):
@@ -57,8 +73,12 @@ def pad_block(
 
 
 def _sqdist(A: np.ndarray, aa: np.ndarray, B: np.ndarray, bb: np.ndarray) -> np.ndarray:
-    """Batched squared distances ``(Bt, n, m)`` from norms and one batched product."""
-    d2 = np.matmul(A, B.transpose(0, 2, 1))
+    """Batched squared distances ``(Bt, n, m)`` from norms and one batched product.
+
+    ``B`` should be the smaller operand: its transpose is made contiguous so numpy's
+    batched matmul takes the BLAS path.
+    """
+    d2 = np.matmul(A, np.ascontiguousarray(B.transpose(0, 2, 1)))
     d2 *= -2
     d2 += aa[:, :, None]
     d2 += bb[:, None, :]
@@ -95,13 +115,31 @@ def kmeans_plusplus(
             cand[:, t] = (cum < r[:, t : t + 1]).sum(1)
         cand = np.minimum(cand, cnt[:, None] - 1)
         C = Xpad[ar[:, None], cand]
-        d2 = _sqdist(C, xx[ar[:, None], cand], Xpad, xx)  # (B, T, n)
+        d2 = _sqdist(Xpad, xx, C, xx[ar[:, None], cand]).transpose(0, 2, 1)  # (B, T, n)
         np.minimum(d2, closest[:, None, :], out=d2)
         d2[~np.broadcast_to(mask[:, None, :], d2.shape)] = 0
         best = d2.sum(2).argmin(1)
         chosen[:, j] = cand[ar, best]
         closest = d2[ar, best]
     return chosen
+
+
+def _segment_means(
+    Xa: np.ndarray, ma: np.ndarray, lab: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-(class, cluster) sums ``(b, k, D)`` and sizes ``(b, k)`` of the valid rows.
+
+    One sparse (b*k x b*n) indicator times the flat rows: O(n D) work, not O(n D k).
+    """
+    import scipy.sparse as sp
+
+    b, n, D = Xa.shape
+    flat = (np.arange(b)[:, None] * k + lab)[ma]
+    cols = (np.arange(b)[:, None] * n + np.arange(n)[None, :])[ma]
+    ind = sp.csr_matrix((np.ones(flat.size, dtype=Xa.dtype), (flat, cols)), shape=(b * k, b * n))
+    sums = np.asarray(ind @ Xa.reshape(b * n, D)).reshape(b, k, D)
+    sizes = np.bincount(flat, minlength=b * k).reshape(b, k)
+    return sums, sizes
 
 
 def batched_kmeans(
@@ -115,41 +153,158 @@ def batched_kmeans(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's k-means on every class of a padded block at once.
 
-    Returns ``(centers (B, k, D), labels (B, n))``. Stops when no assignment changes or
-    the total centre shift falls below ``tol`` times the mean feature variance (as
-    scikit-learn). An empty cluster keeps its previous centre.
+    Returns ``(centers (B, k, D), labels (B, n))`` (padding labelled -1). Seeded with
+    greedy k-means++; a class stops when no assignment changes or its total squared
+    centre shift falls below ``tol`` times its mean feature variance (as scikit-learn);
+    converged classes drop out of the batch; an empty cluster keeps its centre.
+
+    When classes have fewer rows than dimensions (``n <= D``, the usual case) the
+    iterations run on each class's Gram matrix: centres are kept as averaging weights
+    over rows, so an iteration costs ``O(n^2 k)`` instead of ``O(n D k)``.
+    """
+    if Xpad.shape[1] <= Xpad.shape[2]:
+        return _kmeans_gram(Xpad, mask, k, rng, max_iter=max_iter, tol=tol)
+    return _kmeans_features(Xpad, mask, k, rng, max_iter=max_iter, tol=tol)
+
+
+def _variance_tol(Xpad: np.ndarray, mask: np.ndarray, tol: float) -> np.ndarray:
+    """scikit-learn's tolerance per class: ``tol`` times the mean feature variance."""
+    cnt = mask.sum(1)
+    mean = Xpad.sum(1, dtype=np.float64) / cnt[:, None]  # padding rows are zero
+    sq = np.einsum("bnd,bnd->b", Xpad, Xpad, dtype=np.float64)
+    return tol * np.maximum(sq / cnt - np.einsum("bd,bd->b", mean, mean), 0) / Xpad.shape[2]
+
+
+def _gram_plusplus(
+    G: np.ndarray, xx: np.ndarray, mask: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Greedy k-means++ on Gram matrices (same draws as :func:`kmeans_plusplus`)."""
+    B, n, _ = G.shape
+    cnt = mask.sum(1)
+    n_trials = 2 + int(np.log(k))
+    ar = np.arange(B)
+    chosen = np.zeros((B, k), dtype=np.int64)
+    chosen[:, 0] = np.minimum((rng.random() * cnt).astype(np.int64), cnt - 1)
+    c0 = chosen[:, 0]
+    closest = np.maximum(xx + xx[ar, c0][:, None] - 2 * G[ar, c0], 0)
+    closest[~mask] = 0
+    for j in range(1, k):
+        cum = np.cumsum(closest, axis=1, dtype=np.float64)
+        r = rng.random(n_trials)[None, :] * cum[:, -1:]
+        cand = np.empty((B, n_trials), dtype=np.int64)
+        for t in range(n_trials):
+            cand[:, t] = (cum < r[:, t : t + 1]).sum(1)
+        cand = np.minimum(cand, cnt[:, None] - 1)
+        d2 = xx[:, None, :] + xx[ar[:, None], cand][:, :, None] - 2 * G[ar[:, None], cand]
+        np.maximum(d2, 0, out=d2)
+        np.minimum(d2, closest[:, None, :], out=d2)
+        d2[~np.broadcast_to(mask[:, None, :], d2.shape)] = 0
+        best = d2.sum(2).argmin(1)
+        chosen[:, j] = cand[ar, best]
+        closest = d2[ar, best]
+    return chosen
+
+
+def _kmeans_gram(Xpad, mask, k, rng, *, max_iter, tol):
+    B, n, D = Xpad.shape
+    ar = np.arange(B)
+    G = np.matmul(Xpad, np.ascontiguousarray(Xpad.transpose(0, 2, 1)))  # (B, n, n)
+    xx = np.einsum("bii->bi", G).copy()
+    tol_c = _variance_tol(Xpad, mask, tol)
+    chosen = _gram_plusplus(G, xx, mask, k, rng)
+    A = np.zeros((B, k, n), dtype=Xpad.dtype)  # centre j = A[j] @ X
+    A[ar[:, None], np.arange(k)[None, :], chosen] = 1
+    eye = np.eye(k, dtype=Xpad.dtype)
+    fmask = mask.astype(Xpad.dtype)
+    active = ar.copy()
+    Ga, Aa, ma, fa = G, A, mask, fmask
+    for _ in range(max_iter):
+        GA = np.matmul(Ga, np.ascontiguousarray(Aa.transpose(0, 2, 1)))  # (b, n, k)
+        cc = np.einsum("bkn,bnk->bk", Aa, GA)
+        d = cc[:, None, :] - 2 * GA
+        lab = d.argmin(2)
+        onehot = eye[lab] * fa[:, :, None]  # (b, n, k)
+        sizes = onehot.sum(1)  # (b, k)
+        newA = np.where(
+            sizes[:, :, None] > 0,
+            onehot.transpose(0, 2, 1) / np.maximum(sizes, 1)[:, :, None],
+            Aa,
+        )
+        dA = newA - Aa
+        shift = np.einsum("bkn,bkn->b", np.matmul(dA, Ga), dA)
+        A[active] = newA
+        done = (np.abs(dA).max((1, 2)) == 0) | (shift <= tol_c[active])
+        if done.all():
+            break
+        if done.any():
+            keep = ~done
+            active = active[keep]
+            Ga, Aa, ma, fa = Ga[keep], newA[keep], ma[keep], fa[keep]
+        else:
+            Aa = newA
+    # final assignment against the final centres (one more E-step, as scikit-learn)
+    GA = np.matmul(G, np.ascontiguousarray(A.transpose(0, 2, 1)))
+    cc = np.einsum("bkn,bnk->bk", A, GA)
+    labels = (cc[:, None, :] - 2 * GA).argmin(2)
+    labels[~mask] = -1
+    centers = np.matmul(A, Xpad)
+    return centers.astype(Xpad.dtype, copy=False), labels
+
+
+def _kmeans_features(
+    Xpad: np.ndarray,
+    mask: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means in feature space (classes with more rows than dimensions).
+
+    Returns ``(centers (B, k, D), labels (B, n))`` (padding labelled -1). A class stops
+    iterating when no assignment changes or its total squared centre shift falls below
+    ``tol`` times its mean feature variance (as scikit-learn); converged classes drop
+    out of the batch. An empty cluster keeps its previous centre.
     """
     B, n, D = Xpad.shape
     ar = np.arange(B)
-    fmask = mask.astype(Xpad.dtype)
-    cnt = mask.sum(1)
-    mean = Xpad.sum(1) / cnt[:, None]
-    var = (((Xpad - mean[:, None, :]) ** 2) * fmask[:, :, None]).sum((1, 2)) / (cnt * D)
-    tol_abs = tol * float(var.mean()) * D
-    xx = np.einsum("bnd,bnd->bn", Xpad, Xpad)
-    centers = Xpad[ar[:, None], kmeans_plusplus(Xpad, mask, k, rng)].copy()
+    tol_c = _variance_tol(Xpad, mask, tol)
+    centers = Xpad[ar[:, None], kmeans_plusplus(Xpad, mask, k, rng)].astype(Xpad.dtype)
     labels = np.full((B, n), -1, dtype=np.int64)
-    eye = np.eye(k, dtype=Xpad.dtype)
+    active = ar.copy()  # classes still iterating
+    Xa, ma = Xpad, mask
     for _ in range(max_iter):
-        cc = np.einsum("bkd,bkd->bk", centers, centers)
-        new = _sqdist(Xpad, xx, centers, cc).argmin(2)
-        new[~mask] = -1
-        if np.array_equal(new, labels):
+        Ca = centers[active]
+        CaT = np.ascontiguousarray(Ca.transpose(0, 2, 1))
+        cc = np.einsum("bkd,bkd->bk", Ca, Ca)
+        d = np.matmul(Xa, CaT)
+        d *= -2
+        d += cc[:, None, :]
+        lab = d.argmin(2)
+        lab[~ma] = -1
+        changed = (lab != labels[active]).any(1)
+        labels[active] = lab
+        sums, sizes = _segment_means(Xa, ma, np.maximum(lab, 0), k)
+        new = np.where(sizes[:, :, None] > 0, sums / np.maximum(sizes, 1)[:, :, None], Ca)
+        shift = ((new - Ca) ** 2).sum((1, 2))
+        centers[active] = new
+        done = ~changed | (shift <= tol_c[active])
+        if done.all():
             break
-        labels = new
-        onehot = eye[np.maximum(labels, 0)] * fmask[:, :, None]  # (B, n, k)
-        sums = np.matmul(onehot.transpose(0, 2, 1), Xpad)
-        sizes = onehot.sum(1)
-        new_centers = np.where(
-            sizes[:, :, None] > 0, sums / np.maximum(sizes, 1)[:, :, None], centers
-        )
-        shift = float(((new_centers - centers) ** 2).sum(2).sum(1).max())
-        centers = new_centers.astype(Xpad.dtype, copy=False)
-        if shift <= tol_abs:
-            cc = np.einsum("bkd,bkd->bk", centers, centers)
-            labels = _sqdist(Xpad, xx, centers, cc).argmin(2)
-            labels[~mask] = -1
-            break
+        if done.any():
+            keep = ~done
+            active = active[keep]
+            # strict convergence for the rest; final labels of finished classes
+            # already match their centres up to tol (as scikit-learn's last E-step)
+            Xa, ma = Xa[keep], ma[keep]
+    # final assignment against the final centres (one more E-step, as scikit-learn)
+    cc = np.einsum("bkd,bkd->bk", centers, centers)
+    d = np.matmul(Xpad, np.ascontiguousarray(centers.transpose(0, 2, 1)))
+    d *= -2
+    d += cc[:, None, :]
+    labels = d.argmin(2)
+    labels[~mask] = -1
     return centers, labels
 
 
