@@ -308,7 +308,7 @@ def run_prime(cfg: PrimeConfig, encoder=None) -> PrimeResult:
         raise ConfigError(
             f"run folder {str(out)!r} already exists and is not empty (use --overwrite)"
         )
-    steps = _bar(7, "priming", cfg.progress)
+    steps = _bar(6, "priming", cfg.progress)
 
     def step(msg):
         if steps is not None:
