@@ -124,12 +124,49 @@ def bench_narrowing(args) -> None:
 
 
 def bench_pool_building(args) -> None:
+    """build_pool for ``--classes`` class names on a synthetic corpus (bench_corpus's
+    generator: Zipf captions with the names injected at log-uniform rates)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_corpus import make_corpus
+
+    from priming.corpus import build_corpus, open_corpus
+    from priming.pool import build_pool
+
+    print(f"== pool building: {args.classes:,} classes on a {args.rows:,}-row corpus, D={args.dim}")
+    work = Path(tempfile.mkdtemp(dir=args.tmpdir))
     try:
-        from priming.corpus import build_corpus, open_corpus  # noqa: F401
-    except ImportError:
-        print("== pool building: priming.corpus not available in this checkout: skipped")
-        return
-    from benchmarks_pool import run_pool_benchmark  # type: ignore  # noqa: F401
+        t = time.perf_counter()
+        names, injected = make_corpus(
+            work / "src", args.rows, max(1, args.rows // 250_000), args.classes, args.dim, args.seed
+        )
+        build_corpus(
+            work / "src" / "metadata",
+            embeddings=work / "src" / "img_emb",
+            out=work / "corpus",
+            embedding_model="synthetic",
+        )
+        print(f"   corpus generated and built in {time.perf_counter() - t:.1f} s")
+        corpus = open_corpus(work / "corpus")
+        rng = np.random.default_rng(args.seed)
+        T = rng.standard_normal((len(names), args.dim)).astype(np.float32)
+        T /= np.linalg.norm(T, axis=1, keepdims=True)
+        for label, kw in (
+            ("all filters, cap 1000", dict(per_class=1000)),
+            ("no agreement filter, cap 1000", dict(per_class=1000, agreement=False)),
+        ):
+            t = time.perf_counter()
+            pool = build_pool(corpus, names, T, **kw)
+            dt = time.perf_counter() - t
+            st = pool.stats()
+            found = sum(st["search"].values())
+            print(
+                f"   {label:32s} {dt:7.1f} s  = {1000 * dt / len(names):6.1f} ms/class; "
+                f"{found:,} caption hits -> pool {len(pool):,}"
+            )
+        exp = sum(injected.values())
+        print(f"   (names injected into {exp:,} rows; hits exclude rows matching several names)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv=None) -> int:
@@ -144,6 +181,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=["narrow", "pool"], default=None)
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    import logging
+
+    logging.getLogger("priming").setLevel(logging.ERROR)  # empty-class warnings
     if args.only in (None, "narrow"):
         bench_narrowing(args)
     if args.only in (None, "pool"):
