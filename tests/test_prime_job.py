@@ -305,7 +305,9 @@ def test_knn_and_both_recall_on_real_corpus(world):
     )
     assert list(knn.stats()) == ["knn", "nsfw", "dedup-url", "cap"]
     E = c.embeddings(list(range(c.n_rows)))
-    top = np.argsort(-(E @ (T / np.linalg.norm(T, axis=1, keepdims=True)).T), axis=0)[:10]  # brute force
+    top = np.argsort(-(E @ (T / np.linalg.norm(T, axis=1, keepdims=True)).T), axis=0)[
+        :10
+    ]  # brute force
     for r, lab in zip(knn.row_ids.tolist(), knn.labels.tolist()):
         assert r in top[:, lab]
     assert len(knn) >= 10
