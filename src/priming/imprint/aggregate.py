@@ -97,8 +97,9 @@ def max_scores(
     if W.shape[0] == 0:
         return out
     layout = slot_layout(labels, n_classes)
-    # proxies in the column order of the score matrix; used through a transposed view
-    # (BLAS reads it as is), so the only copy is this reordering, O(P x D)
+    # proxies, transposed and in the column order of the score matrix: one O(P x D) copy.
+    # (A contiguous (D, P) operand keeps every row's scores independent of the chunk
+    # size; a transposed view would let BLAS pick size-dependent kernels.)
     if layout is not None:
         perm, table = layout
         kmax = table.shape[1]
@@ -107,10 +108,7 @@ def max_scores(
         counts = np.bincount(labels, minlength=n_classes)
         present = np.flatnonzero(counts)
         starts = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
-    W = np.asarray(W, dtype=dtype)
-    if not np.array_equal(perm, np.arange(W.shape[0])):
-        W = W[perm]
-    WT = np.ascontiguousarray(W).T
+    WT = np.take(np.asarray(W, dtype=dtype).T, perm, axis=1)
     step = chunk_rows(WT.shape[1], chunk_bytes, np.dtype(dtype).itemsize)
     buf = np.empty((min(step, X.shape[0]), WT.shape[1]), dtype=dtype)
     for i in range(0, X.shape[0], step):
@@ -262,7 +260,7 @@ def nearest_proxies(
         if layout is not None:
             perm, table = layout
             if m < table.shape[0] and m * table.shape[1] < P // 2:
-                WT = np.ascontiguousarray(W[perm]).T  # a transposed view: no second copy
+                WT = np.take(W.T, perm, axis=1)  # (D, P) contiguous, one copy
                 shift = None if ww is None else 0.5 * ww[perm]
             else:
                 layout = None
