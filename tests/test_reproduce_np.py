@@ -189,3 +189,15 @@ def test_reference_alpha():
     assert reference_alpha("aircraft", 3) == pytest.approx(0.55)
     assert reference_alpha("pets", 0) == pytest.approx(0.9)
     assert PAPER["few_shot"]["flowers102"][10] == (94.9, 92.2)
+
+
+def test_imagenet_repeated_names_share_a_text_weight():
+    from priming.eval.reproduce_np import _unique_names
+
+    names = list(get_benchmark("imagenet1k").classnames)
+    uniq, index, dups = _unique_names(names)
+    assert len(uniq) == 998 and len(dups) == 2
+    assert [names[i] for i in dups] == ["missile", "sunglasses"]
+    for i in dups:  # the repeat maps to the first class of that name
+        assert uniq[index[i]] == names[i] and names.index(names[i]) < i
+    assert all(uniq[index[i]] == n for i, n in enumerate(names))

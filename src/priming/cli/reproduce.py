@@ -37,7 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _alpha(text: str):
-    return text if text in ("reference", "schedule", "auto") else float(text)
+    if text in ("reference", "schedule", "auto"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give reference, schedule, auto or a number in [0, 1]"
+        )
+    return value
 
 
 def _register_np(rsub) -> None:
