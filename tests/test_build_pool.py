@@ -209,3 +209,20 @@ def test_pool_roundtrip(tmp_path):
     pool.save(tmp_path / "p")
     back = PrimingPool.load(tmp_path / "p")
     assert back.stats() == pool.stats() and back.row_ids.tolist() == pool.row_ids.tolist()
+
+
+def test_holdout_before_agreement():
+    rng = np.random.default_rng(0)
+    n = 40
+    labels = np.repeat([0, 1], 20)
+    E = unit(np.eye(3, D)[labels] + 0.3 * rng.standard_normal((n, D)))
+    c = FakeCorpus([["cat", "dog"][lab] + f" {i}" for i, lab in enumerate(labels)], E)
+    pool = build_pool(
+        c, CLASSES[:2], T[:2], per_class=None, dedup_threshold=None, holdout=0.25, random_state=0
+    )
+    assert pool.holdout.counts().tolist() == [5, 5]
+    assert not set(pool.holdout.row_ids.tolist()) & set(pool.row_ids.tolist())
+    assert pool.stats()["holdout"] == {"cat": 15, "dog": 15}
+    assert list(pool.stats()).index("holdout") < list(pool.stats()).index("agreement")
+    with pytest.raises(ConfigError, match="holdout"):
+        build_pool(c, CLASSES[:2], T[:2], holdout=1.5)

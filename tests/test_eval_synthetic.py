@@ -121,6 +121,6 @@ def test_max_equals_mnn_m1_and_larger_m_hurts(table):
 
 
 def test_demo_cli_prints_table(capsys):
-    assert main(["demo", "--d", "1", "3"]) == 0
+    assert main(["demo", "--part", "imprint", "--d", "1", "3"]) == 0
     out = capsys.readouterr().out
     assert "imprint-best" in out and "d=3" in out and "kmeans k=3" in out

@@ -228,3 +228,66 @@ def test_cli_errors_are_one_line(world, capsys):
     )
     err = capsys.readouterr().err
     assert rc == 2 and "alpha must be a number" in err and "per_class must be a positive" in err
+
+
+def _register_fake():
+    from priming.encoders import ENCODERS, register_encoder
+
+    if "fake" not in ENCODERS:
+        register_encoder("fake")(
+            lambda spec, device, precision: BagOfWordsEncoder(dim=48, name=f"fake:{spec}")
+        )
+
+
+def test_cli_prime_from_config_then_predict(world, tmp_path, capsys):
+    tmp, enc, _ = world
+    _register_fake()
+    toml = tmp_path / "run.toml"
+    toml.write_text(
+        "[prime]\n"
+        'model = "fake:bow"\n'
+        f'classes = "{tmp}/classes.txt"\n'
+        f'corpus = "{tmp}/corpus"\n'
+        f'eval = "{tmp}/eval.jsonl"\n'
+        'out = "run"\n'
+        f'cache_dir = "{tmp}/cache"\n'
+        'templates = "identity"\n'
+        "per_class = 15\n"
+        'alpha = "auto"\n'
+        "progress = false\n"
+    )
+    assert main(["prime", "--config", str(toml), "--per-class", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "pool: 36 items for 4 classes (1 without items" in out and "alpha:" in out
+    run = tmp_path / "run"
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["config"]["per_class"] == 12 and m["alpha"]["source"] == "validation"
+    preds = tmp_path / "preds.csv"
+    assert (
+        main(
+            [
+                "predict",
+                "--head",
+                str(run / "head"),
+                "--data",
+                str(tmp / "eval.jsonl"),
+                "--cache-dir",
+                str(tmp / "cache"),
+                "--out",
+                str(preds),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    lines = preds.read_text().splitlines()
+    assert lines[0] == "id,prediction,confidence" and len(lines) == 25
+    assert "accuracy" in capsys.readouterr().err
+    # embeddings file in, no encoder needed
+    X = enc.encode_texts(["ripe cherry", "banana juice"])
+    np.save(tmp_path / "x.npy", X)
+    assert main(["predict", "--head", str(run / "head"), "--data", str(tmp_path / "x.npy")]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split(",")[1] for r in rows] == ["cherry", "banana"]
+    assert main(["predict", "--head", str(tmp_path), "--data", str(tmp_path / "x.npy")]) == 2
+    assert "no head.json" in capsys.readouterr().err

@@ -239,3 +239,17 @@ def test_mnn_imprint_mixes(problem):
     agg = l2(Xt) @ T.T  # class 3 empty -> text score
     agg[:, :3] = ref.decision_function(Xt)
     np.testing.assert_allclose(head.decision_function(Xt), expected + 0.5 * agg, atol=1e-5)
+
+
+def test_auto_alpha_on_validation_items():
+    rng = np.random.default_rng(5)
+    centers = 3 * l2(rng.standard_normal((4, 8)))
+    X, y = _clusters(rng, 10, centers)
+    Xv, yv = _clusters(rng, 5, centers)
+    T = l2(centers[[1, 2, 3, 0]])  # wrong text head: validation must pull alpha down
+    h = PrimedHead(T, alpha="auto", imprint=FakeImprint()).fit(X, y, validation=(Xv, yv))
+    assert h.alpha_source_ == "validation" and h.alpha_ <= 0.3
+    T_good = l2(centers)
+    y_lies = (y + 1) % 4  # pool captions lie, validation labels are right
+    h2 = PrimedHead(T_good, alpha="auto", imprint=FakeImprint()).fit(X, y_lies, validation=(Xv, yv))
+    assert h2.alpha_ >= 0.6

@@ -51,7 +51,9 @@ def test_template_file_and_errors(tmp_path):
 
 def test_class_name_file_blank_lines_odd_chars_synonyms(tmp_path):
     f = tmp_path / "classes.txt"
-    f.write_bytes("\ufeffcat | kitty\n\n   \n# not a class\ndog\u200b\r\nsea\tlion|\nmac'n'cheese \"x\"\n".encode())
+    f.write_bytes(
+        "\ufeffcat | kitty\n\n   \n# not a class\ndog\u200b\r\nsea\tlion|\nmac'n'cheese \"x\"\n".encode()
+    )
     assert load_class_names(f) == [["cat", "kitty"], ["dog"], ["sea lion"], ["mac'n'cheese \"x\""]]
 
 
@@ -62,6 +64,7 @@ def test_class_name_duplicates_are_errors(tmp_path):
         load_class_names(f)
     with pytest.raises(DataError, match="duplicate class name 'kitty'"):
         parse_class_names(["cat|kitty", "kitty"])
+    assert parse_class_names(["db|DB|sql", "x"]) == [["db", "sql"], ["x"]]  # repeats in a class
     with pytest.raises(DataError, match="no usable name"):
         parse_class_names(["cat", " | "])
     with pytest.raises(DataError, match="no classes"):
@@ -78,7 +81,9 @@ def test_build_text_weights_known_answer():
     enc = FakeEncoder(dim=8)
     tmpl = ["a {}.", "the {}!"]
     T = build_text_weights(enc, ["cat|kitty", "dog"], templates=tmpl)
-    exp0 = unit(np.mean([text_vector(s, 8) for s in ["a cat.", "the cat!", "a kitty.", "the kitty!"]], 0))
+    exp0 = unit(
+        np.mean([text_vector(s, 8) for s in ["a cat.", "the cat!", "a kitty.", "the kitty!"]], 0)
+    )
     exp1 = unit(np.mean([text_vector(s, 8) for s in ["a dog.", "the dog!"]], 0))
     np.testing.assert_allclose(T, np.stack([exp0, exp1]), atol=1e-6)
     assert T.dtype == np.float32
@@ -113,11 +118,15 @@ def test_zero_shot_head(tmp_path):
     assert head.predict(X).tolist() == ["c", "a", "b"]
     P = head.predict_proba(X)
     np.testing.assert_allclose(P.sum(1), 1, rtol=1e-6)
-    np.testing.assert_allclose(head.decision_function(X), (X / np.linalg.norm(X, axis=1, keepdims=True)) @ T.T, atol=1e-6)
+    np.testing.assert_allclose(
+        head.decision_function(X), (X / np.linalg.norm(X, axis=1, keepdims=True)) @ T.T, atol=1e-6
+    )
     head.save(tmp_path / "h")
     back = ZeroShotHead.load(tmp_path / "h")
     assert back.predict(X).tolist() == ["c", "a", "b"]
-    with pytest.raises(DataError, match="5 features.*expects|has 4 features but the head expects 5"):
+    with pytest.raises(
+        DataError, match="5 features.*expects|has 4 features but the head expects 5"
+    ):
         head.predict(X[:, :4])
     with pytest.raises(NotFittedError):
         ZeroShotHead(T).predict(X)

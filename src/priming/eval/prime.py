@@ -51,6 +51,7 @@ class PrimeConfig:
     n_proxies: int | None = None
     compare: list[str] = field(default_factory=list)
     alpha: Any = "schedule"
+    alpha_holdout: float = 0.2
     empty_class: str = "text"
     templates: str | None = None
     descriptions: str | None = None
@@ -155,6 +156,7 @@ class PrimeConfig:
             ("dedup_threshold", -1, 1, True),
             ("leakage_threshold", -1, 1, False),
             ("min_probability", 0, 1, True),
+            ("alpha_holdout", 0.01, 0.9, False),
         ):
             v = getattr(self, name)
             if v is None and none_ok:
@@ -306,7 +308,7 @@ def run_prime(cfg: PrimeConfig, encoder=None) -> PrimeResult:
         raise ConfigError(
             f"run folder {str(out)!r} already exists and is not empty (use --overwrite)"
         )
-    steps = _bar(7, "priming", cfg.progress)
+    steps = _bar(6, "priming", cfg.progress)
 
     def step(msg):
         if steps is not None:
@@ -351,6 +353,9 @@ def run_prime(cfg: PrimeConfig, encoder=None) -> PrimeResult:
 
     t0 = time.perf_counter()
     leak_ref = [d.embeddings for d in (ev, unl) if d is not None]
+    # alpha="auto" without shots: validate on held-out pool rows taken before the
+    # agreement filter (rows that passed it agree with the text head by construction)
+    use_holdout = cfg.alpha == "auto" and (shots is None or len(shots_y) < 2)
     pool = build_pool(
         corpus,
         classes,
@@ -368,8 +373,11 @@ def run_prime(cfg: PrimeConfig, encoder=None) -> PrimeResult:
         min_probability=cfg.min_probability,
         score=cfg.score,
         balance=cfg.balance,
+        holdout=cfg.alpha_holdout if use_holdout else 0.0,
+        random_state=cfg.seed,
         encoder=encoder,
     )
+    holdout = pool.holdout
     if cfg.transductive or cfg.guided:
         parts = []
         if cfg.transductive:
@@ -416,8 +424,15 @@ def run_prime(cfg: PrimeConfig, encoder=None) -> PrimeResult:
     mask = np.concatenate(is_shot)
     if X_fit.shape[0] == 0:
         X_fit = np.zeros((0, T.shape[1]), np.float32)
-    head = make_head(cfg.head).fit(X_fit, y_fit, shots=mask)
-    others = {p: make_head(p).fit(X_fit, y_fit, shots=mask) for p in cfg.compare if p != cfg.head}
+    val = None
+    if holdout is not None and len(holdout):
+        val = (holdout.embeddings, np.asarray(names)[holdout.labels])
+    head = make_head(cfg.head).fit(X_fit, y_fit, shots=mask, validation=val)
+    others = {
+        p: make_head(p).fit(X_fit, y_fit, shots=mask, validation=val)
+        for p in cfg.compare
+        if p != cfg.head
+    }
     lap("fit", t0)
     step(f"head fitted (alpha={head.alpha_:.2f}, {head.alpha_source_})")
 

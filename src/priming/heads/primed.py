@@ -188,7 +188,7 @@ class PrimedHead:
         est = _clone(self.imprint if self.imprint is not None else _default_imprint())
         return est.fit(X, y)
 
-    def fit(self, X, y, shots=None) -> PrimedHead:
+    def fit(self, X, y, shots=None, validation=None) -> PrimedHead:
         """Fit on pool ∪ shots.
 
         Parameters
@@ -200,6 +200,10 @@ class PrimedHead:
         shots : bool array (n,) or None
             Which rows are labelled shots (used by ``alpha="schedule"`` and
             ``alpha="auto"``); None means all rows are pool items.
+        validation : (X_val, y_val) or None
+            Labelled items *not* in ``X`` (e.g. held-out pool items with their caption
+            labels, ``build_pool(holdout=...)``); when given and there are fewer than 2
+            shots, ``alpha="auto"`` maximises accuracy on them instead of cross-validating.
         """
         self._validate()
         X = check_matrix(X, "X", self.n_features_in_, allow_empty=True)
@@ -227,6 +231,15 @@ class PrimedHead:
         self.alpha_scores_ = None
         if alpha == "schedule":
             self.alpha_, self.alpha_source_ = schedule_alpha(self.n_shots_), "schedule"
+        elif alpha == "auto" and validation is not None and shots.sum() < 2:
+            Xv = check_matrix(validation[0], "validation X", self.n_features_in_, allow_empty=True)
+            yv = self._encode_labels(validation[1], Xv.shape[0])
+            if len(yv) == 0:
+                self.alpha_, self.alpha_source_, self.alpha_scores_ = self._auto_alpha(X, y, shots)
+            else:
+                self.alpha_, self.alpha_source_, self.alpha_scores_ = self._validation_alpha(
+                    X, y, Xv, yv
+                )
         elif alpha == "auto":
             self.alpha_, self.alpha_source_, self.alpha_scores_ = self._auto_alpha(X, y, shots)
         else:
@@ -246,10 +259,26 @@ class PrimedHead:
         self.weights_ = np.asarray(im.weights_, dtype=np.float32)
         self.proxy_labels_ = self.present_classes_[np.asarray(im.proxy_labels_, dtype=np.int64)]
 
-    def _auto_alpha(self, X, y, shots):
+    def _grid(self) -> np.ndarray:
         grid = np.asarray(ALPHA_GRID if self.alpha_grid is None else self.alpha_grid, dtype=float)
         if grid.ndim != 1 or len(grid) == 0 or (grid < 0).any() or (grid > 1).any():
             raise ConfigError("alpha_grid must be a non-empty list of numbers in [0, 1]")
+        return grid
+
+    def _validation_alpha(self, X, y, Xv, yv):
+        grid = self._grid()
+        im = self._fit_imprint(X, y)
+        text = l2_normalize(Xv) @ self.text_weights_.T
+        agg = self._agg_scores(Xv, text, im)
+        mixed = grid[:, None, None] * text[None] + (1 - grid[:, None, None]) * agg[None]
+        correct = (mixed.argmax(axis=2) == yv[None]).sum(axis=1)
+        scores = {float(a): float(c) / len(yv) for a, c in zip(grid, correct)}
+        best = best_alpha(correct, grid)
+        log.info("alpha='auto' (validation, %d items): chose %.2f", len(yv), best)
+        return best, "validation", scores
+
+    def _auto_alpha(self, X, y, shots):
+        grid = self._grid()
         rng = np.random.default_rng(self.random_state)
         if shots.sum() >= 2:
             candidates, source = np.flatnonzero(shots), "cv-shots"

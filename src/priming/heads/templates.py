@@ -311,7 +311,7 @@ def parse_class_names(
             if not isinstance(n, str):
                 raise DataError(f"{source}: class {i + 1} has a non-string name {n!r}")
             n = clean_name(n)
-            if n and n not in names:
+            if n and n.casefold() not in {m.casefold() for m in names}:
                 names.append(n)
         if not names:
             raise DataError(f"{source}: class {i + 1} ({entry!r}) has no usable name")

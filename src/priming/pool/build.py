@@ -112,6 +112,8 @@ def build_pool(
     temperature: float = 0.01,
     score: str = "zero-shot",
     balance: bool = False,
+    holdout: float = 0.0,
+    random_state=None,
     encoder=None,
     model: str | None = None,
 ) -> PrimingPool:
@@ -151,6 +153,12 @@ def build_pool(
         caption–image similarity.
     balance : bool
         After the cap, cut every class to the size of the smallest non-empty class.
+    holdout : float
+        Fraction of each class's rows (after the leakage guard, before the agreement
+        filter) set aside, unfiltered and uncapped, as ``pool.holdout`` — a validation set
+        with caption labels for choosing α without shots.
+    random_state : int, Generator or None
+        Seeds the hold-out split.
     encoder, model
         The run's encoder (or model name) to check against the corpus's recorded model.
     """
@@ -332,6 +340,19 @@ def build_pool(
     elif leakage_guard and eval_embeddings is None:
         raise ConfigError("leakage_guard=True needs eval_embeddings")
 
+    held = np.zeros(len(rid), bool)
+    if holdout:
+        if not 0 < holdout < 1:
+            raise ConfigError(f"holdout must lie in (0, 1), got {holdout}")
+        rng = np.random.default_rng(random_state)
+        for c in range(C):
+            idx = np.flatnonzero(keep & (lab == c))
+            n_h = int(np.floor(holdout * len(idx)))
+            if n_h:
+                held[rng.choice(idx, n_h, replace=False)] = True
+        keep &= ~held
+        record("holdout", lab[keep])
+
     zs_prob = np.full(len(rid), np.nan, np.float32)
     if T is not None and len(rid):
         S = _l2(E) @ T.T
@@ -368,6 +389,10 @@ def build_pool(
         scores[idx],
         meta=meta,
         steps=steps,
+    )
+    hidx = np.flatnonzero(held)
+    pool.holdout = PrimingPool(
+        E[hidx], lab[hidx], names, rid[hidx], captions[hidx], urls[hidx], zs_prob[hidx], meta=meta
     )
     empty = [names[c] for c in np.flatnonzero(pool.counts() == 0)]
     pool.meta["empty_classes"] = empty

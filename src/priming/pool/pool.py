@@ -71,6 +71,8 @@ class PrimingPool:
         self.scores = col(scores, np.nan, np.float32)
         self.meta = dict(meta or {})
         self._steps: list[tuple[str, list[int]]] = [(s, list(c)) for s, c in (steps or [])]
+        #: rows set aside by ``build_pool(holdout=...)`` (a PrimingPool) or None
+        self.holdout: PrimingPool | None = None
 
     # -- basics ------------------------------------------------------------------------
     def __len__(self) -> int:
