@@ -214,6 +214,7 @@ def test_fit_does_not_mutate_inputs():
         (dict(aggregation="mnn", n_neighbors=0), "n_neighbors"),
         (dict(n_neighbors=3), "n_neighbors.*mnn"),
         (dict(weighting="distance"), "weighting"),
+        (dict(metric="euclidean"), "metric.*mnn"),
         (dict(aggregation="mnn", n_neighbors=2, metric="cos"), "metric.*cosine"),
         (dict(aggregation="mnn", n_neighbors=2, weighting="inverse"), "weighting.*uniform"),
         (dict(generator="mean", n_proxies=5), "n_proxies"),

@@ -193,6 +193,12 @@ class ImprintedHead(ClassifierMixin, BaseEstimator):
                     f"n_neighbors={self.n_neighbors!r} is only used by aggregation='mnn'; "
                     "leave it None with aggregation='max' (max equals mnn with m=1)"
                 )
+            if self.metric != "cosine":
+                raise ConfigError(
+                    f"metric={self.metric!r} is only used by aggregation='mnn'; 'max' scores by "
+                    "inner product (for a nearest-proxy rule with another distance use "
+                    "aggregation='mnn', n_neighbors=1)"
+                )
             if self.weighting != "uniform":
                 raise ConfigError(
                     f"weighting={self.weighting!r} is only used by aggregation='mnn'; "

@@ -97,16 +97,18 @@ def max_scores(
     if W.shape[0] == 0:
         return out
     layout = slot_layout(labels, n_classes)
+    # proxies, transposed and in the column order of the score matrix: one O(P x D) copy.
+    # (A contiguous (D, P) operand keeps every row's scores independent of the chunk
+    # size; a transposed view would let BLAS pick size-dependent kernels.)
     if layout is not None:
         perm, table = layout
         kmax = table.shape[1]
-        WT = np.ascontiguousarray(np.asarray(W, dtype=dtype)[perm].T)
     else:
-        order = np.argsort(labels, kind="stable")
+        perm = np.argsort(labels, kind="stable")
         counts = np.bincount(labels, minlength=n_classes)
         present = np.flatnonzero(counts)
         starts = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
-        WT = np.ascontiguousarray(np.asarray(W, dtype=dtype)[order].T)
+    WT = np.take(np.asarray(W, dtype=dtype).T, perm, axis=1)
     step = chunk_rows(WT.shape[1], chunk_bytes, np.dtype(dtype).itemsize)
     buf = np.empty((min(step, X.shape[0]), WT.shape[1]), dtype=dtype)
     for i in range(0, X.shape[0], step):
@@ -200,7 +202,7 @@ def _pruned_candidates(
         S -= shift[None, :]
     S3 = S.reshape(len(xs), kmax, C)
     best = S3.max(axis=1)  # (rows, C) segment max
-    top = np.argpartition(-best, m - 1, axis=1)[:, :m]  # the m best classes
+    top = np.argpartition(best, C - m, axis=1)[:, C - m :]  # the m best classes
     rows = np.arange(len(xs))[:, None, None]
     key = -S3[rows, np.arange(kmax)[None, None, :], top[:, :, None]]  # (rows, m, kmax)
     cand = table[top]  # (rows, m, kmax)
@@ -258,7 +260,7 @@ def nearest_proxies(
         if layout is not None:
             perm, table = layout
             if m < table.shape[0] and m * table.shape[1] < P // 2:
-                WT = np.ascontiguousarray(W[perm].T)
+                WT = np.take(W.T, perm, axis=1)  # (D, P) contiguous, one copy
                 shift = None if ww is None else 0.5 * ww[perm]
             else:
                 layout = None
