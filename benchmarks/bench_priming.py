@@ -142,8 +142,11 @@ def bench_narrowing(args) -> None:
             f"(data {r['base_mib']:.0f} MiB, +{r['peak_mib'] - r['base_mib']:.0f})   "
             f"disk {r['disk_gib']:.1f} GiB"
         )
+    exact_recall = len(np.intersect1d(ours["union"], ref["union"])) / max(1, len(ref["union"]))
+    n_diff = len(np.setxor1d(ours["union"], ref["union"]))
     print(
-        f"   union size {len(ref['union']):,}; exact identical to reference: {same}; "
+        f"   union size {len(ref['union']):,}; exact identical to reference: {same} "
+        f"({n_diff} items differ; exact recall {100 * exact_recall:.3f} %); "
         f"IVF union recall {100 * recall:.2f} %"
     )
     print(
