@@ -4,11 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+SHIM   := $(VENV)/.torchvision-shim
 EXTRAS ?= all,dev
 
 .PHONY: demo test lint bench venv clean
 
-venv: $(STAMP)
+venv: $(SHIM)
 
 # torch==2.13.0 first (a local CPU wheel here); everything else under the same pin,
 # so no dependency can pull a CUDA build of torch.
@@ -19,17 +20,25 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Dev/test environment only (never the library): PyPI's torchvision is a CUDA build whose
+# C++ ops cannot load next to the CPU torch, which breaks `import torchvision` (and so
+# open_clip and parts of transformers). This installs an import hook that declares the
+# missing operator schemas when, and only when, they are missing. See docs/encoders.md.
+$(SHIM): $(STAMP) tools/dev_torchvision_shim.py tools/install_dev_shim.py
+	$(PY) tools/install_dev_shim.py
+	touch $(SHIM)
+
+demo: $(SHIM)
 	$(PY) -m priming demo
 
-test: $(STAMP)
+test: $(SHIM)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -n 2 -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-bench: $(STAMP)
+bench: $(SHIM)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:

@@ -20,7 +20,14 @@ from priming.errors import PrimingError
 
 # Sub-command modules, in the order their commands appear in --help.
 COMMAND_MODULES: list[str] = [
+    "priming.cli.prime",
+    "priming.cli.predict",
     "priming.cli.demo",
+    "priming.cli.embed",
+    "priming.cli.corpus",
+    "priming.cli.sweep",
+    "priming.cli.report",
+    "priming.cli.reproduce",
 ]
 
 log = logging.getLogger("priming")
@@ -33,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         "without gradient training (Neural Priming + IMPRINT).",
     )
     parser.add_argument("--version", action="version", version=f"priming {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

@@ -1,1 +1,28 @@
-"""priming.corpus"""
+"""The pretraining corpus: LAION-style ingest, caption full-text search, vector search.
+
+A corpus is a directory: ``manifest.json`` (schema version, shards, row counts,
+embedding model/dim, checksums), ``shards/shard-NNNNN.sqlite`` (rows + an FTS5 index
+over the captions) and, when present, ``shards/shard-NNNNN*.f16.npy`` (row-aligned
+float16 embeddings) and ``index/ivfpq.faiss``. See ``docs/corpus.md``.
+"""
+
+from priming.corpus._export import export_urls
+from priming.corpus._ingest import COLUMN_ALIASES, build_corpus
+from priming.corpus._manifest import SCHEMA_VERSION
+from priming.corpus._store import CaptionHits, Corpus, open_corpus, phrase_expression, tokenize
+from priming.corpus._vectors import build_index, fill_embeddings, set_embeddings
+
+__all__ = [
+    "COLUMN_ALIASES",
+    "SCHEMA_VERSION",
+    "CaptionHits",
+    "Corpus",
+    "build_corpus",
+    "build_index",
+    "export_urls",
+    "fill_embeddings",
+    "open_corpus",
+    "phrase_expression",
+    "set_embeddings",
+    "tokenize",
+]

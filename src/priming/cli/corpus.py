@@ -1,0 +1,232 @@
+"""``priming corpus``: build, inspect, search, index, embed and export a pretraining corpus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("corpus", help="build and search a pretraining corpus (LAION-style)")
+    csub = p.add_subparsers(dest="corpus_command", metavar="ACTION", required=True)
+
+    b = csub.add_parser("build", help="ingest parquet metadata (+ embeddings) into a corpus")
+    b.add_argument(
+        "--metadata",
+        action="append",
+        required=True,
+        help="parquet file, folder or glob (repeatable)",
+    )
+    b.add_argument(
+        "--embeddings", help="folder of row-aligned .npy files (clip-retrieval img_emb layout)"
+    )
+    b.add_argument("--embedding-model", help="name of the model that made --embeddings (recorded)")
+    b.add_argument(
+        "--out", required=True, help="corpus directory (an unfinished build there resumes)"
+    )
+    b.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPUs)")
+    b.set_defaults(func=run_build)
+
+    i = csub.add_parser("info", help="summarise a corpus")
+    i.add_argument("corpus")
+    i.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    i.add_argument("--verify", action="store_true", help="recompute every file checksum")
+    i.set_defaults(func=run_info)
+
+    s = csub.add_parser("search", help="phrase-search the captions")
+    s.add_argument("corpus")
+    s.add_argument("names", nargs="+", help="one or more names (synonyms of one label)")
+    s.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
+    s.add_argument("--mode", choices=["phrase", "all_tokens"], default="phrase")
+    s.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    s.set_defaults(func=run_search)
+
+    x = csub.add_parser("index", help="train an IVF-PQ vector index over the embeddings")
+    x.add_argument("corpus")
+    x.add_argument("--nlist", type=int, default=None)
+    x.add_argument("--m", type=int, default=None, help="PQ sub-quantizers (must divide dim)")
+    x.add_argument("--nbits", type=int, default=8)
+    x.add_argument("--train-size", type=int, default=None)
+    x.add_argument("--seed", type=int, default=0)
+    x.set_defaults(func=run_index)
+
+    e = csub.add_parser("embed", help="fill in caption embeddings with a text encoder")
+    e.add_argument("corpus")
+    e.add_argument(
+        "--model", required=True, help="encoder name, e.g. sentence-transformers:all-MiniLM-L6-v2"
+    )
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--device", default=None)
+    e.add_argument("--overwrite", action="store_true", help="replace embeddings of another model")
+    e.set_defaults(func=run_embed)
+
+    u = csub.add_parser(
+        "export-urls", help="write search hits as an img2dataset url list (parquet)"
+    )
+    u.add_argument("corpus")
+    u.add_argument("names", nargs="*", help="names for one label (or use --classes)")
+    u.add_argument("--classes", help="text file: one class per line, '|' between synonyms")
+    u.add_argument("--limit-per-label", type=int, default=None)
+    u.add_argument("--mode", choices=["phrase", "all_tokens"], default="phrase")
+    u.add_argument("--out", required=True, help="output .parquet")
+    u.set_defaults(func=run_export)
+
+
+def _bar(desc: str):
+    from tqdm import tqdm
+
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = tqdm(total=total, desc=desc, unit="shard", file=sys.stderr)
+        state["bar"].n = done
+        state["bar"].refresh()
+        if done >= total:
+            state["bar"].close()
+
+    return update
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from priming.corpus import build_corpus, open_corpus
+
+    out = build_corpus(
+        args.metadata,
+        embeddings=args.embeddings,
+        out=args.out,
+        workers=args.workers,
+        embedding_model=args.embedding_model,
+        progress=_bar("build"),
+    )
+    c = open_corpus(out)
+    stats = c.manifest.get("stats", {})
+    print(f"built {out}: {c.n_rows} rows in {len(c.shards)} shards, embeddings: {c.dim or 'none'}")
+    print("skipped/repaired: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from priming.corpus import open_corpus
+    from priming.corpus._manifest import sha256_file
+
+    c = open_corpus(args.corpus)
+    m = c.manifest
+    if args.json:
+        print(json.dumps(m, indent=1))
+    else:
+        disk = sum(s["db_bytes"] + s.get("embeddings_bytes", 0) for s in c.shards)
+        print(f"corpus      {c.path}")
+        print(f"schema      {m['schema_version']}")
+        print(f"rows        {c.n_rows}")
+        print(f"shards      {len(c.shards)}")
+        print(
+            f"embeddings  {f'{c.dim}-d float16, model {c.embedding_model}' if c.has_embeddings else 'none'}"
+        )
+        print(
+            f"index       {m['index']['type'] + ' nlist=' + str(m['index']['nlist']) if m.get('index') else 'none'}"
+        )
+        print(f"disk        {disk / 1e6:.1f} MB")
+        print("stats       " + ", ".join(f"{k}={v}" for k, v in m.get("stats", {}).items()))
+        print(f"fingerprint {c.fingerprint}")
+    if args.verify:
+        bad = []
+        for s in c.shards:
+            for f, h in (("db", "db_sha256"), ("embeddings", "embeddings_sha256")):
+                if f in s and sha256_file(c.path / s[f]) != s[h]:
+                    bad.append(s[f])
+        if bad:
+            print("checksum mismatch: " + ", ".join(bad), file=sys.stderr)
+            return 1
+        print("checksums   ok")
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from priming.corpus import open_corpus
+
+    c = open_corpus(args.corpus)
+    label = args.names[0]
+    hits = c.search_captions({label: args.names}, limit_per_label=args.limit, mode=args.mode)
+    for r in hits.table.to_pylist():
+        if args.json:
+            print(
+                json.dumps(
+                    {k: r[k] for k in ("row_id", "name", "caption", "url", "nsfw", "similarity")}
+                )
+            )
+        else:
+            print(f"{r['row_id']}\t{r['caption']}\t{r['url'] or ''}")
+    print(f"{hits.counts[label]} rows shown (limit {args.limit})", file=sys.stderr)
+    return 0
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from priming.corpus import build_index
+
+    out = build_index(
+        args.corpus,
+        nlist=args.nlist,
+        m=args.m,
+        nbits=args.nbits,
+        train_size=args.train_size,
+        random_state=args.seed,
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from priming.corpus import fill_embeddings
+    from priming.encoders import create_encoder
+
+    encoder = create_encoder(args.model, device=args.device)
+    fill_embeddings(
+        args.corpus,
+        encoder,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        progress=_bar("embed"),
+    )
+    print(f"embedded {args.corpus} with {encoder.name} ({encoder.dim}-d)")
+    return 0
+
+
+def read_classes(path: str) -> dict[str, list[str]]:
+    from priming.errors import DataError
+
+    try:
+        lines = open(path, encoding="utf-8").read().splitlines()
+    except OSError as exc:
+        raise DataError(f"--classes {path!r}: {exc.strerror}") from None
+    out: dict[str, list[str]] = {}
+    for line in lines:
+        names = [n.strip() for n in line.split("|") if n.strip()]
+        if names:
+            out[names[0]] = names
+    if not out:
+        raise DataError(f"--classes {path!r} holds no class names")
+    return out
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from priming.corpus import export_urls, open_corpus
+    from priming.errors import ConfigError
+
+    if args.classes and args.names:
+        raise ConfigError("give names or --classes, not both")
+    if args.classes:
+        queries = read_classes(args.classes)
+    elif args.names:
+        queries = {args.names[0]: args.names}
+    else:
+        raise ConfigError("give one or more names, or --classes FILE")
+    c = open_corpus(args.corpus)
+    hits = c.search_captions(queries, limit_per_label=args.limit_per_label, mode=args.mode)
+    res = export_urls(c, hits, args.out)
+    print(
+        f"wrote {res['written']} urls to {args.out} ({res['missing_url']} rows without url, "
+        f"{hits.ambiguous.num_rows} ambiguous rows left out)"
+    )
+    return 0

@@ -1,0 +1,74 @@
+"""Export corpus rows as an img2dataset url list."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from priming.corpus._store import CaptionHits, Corpus, _pa
+from priming.errors import DataError
+
+__all__ = ["export_urls", "EXPORT_COLUMNS"]
+
+EXPORT_COLUMNS = ("url", "caption", "row_id", "label", "key", "width", "height", "similarity")
+
+
+def export_urls(corpus: Corpus, rows: Any, out: str | os.PathLike) -> dict[str, int]:
+    """Write ``rows`` (a :class:`CaptionHits`, a table with ``row_id`` [and ``label``], or
+    row ids) as a parquet url list for img2dataset.
+
+    Columns: ``url``, ``caption``, ``row_id``, ``label`` (empty when unknown), ``key``,
+    ``width``, ``height``, ``similarity``. Rows without a url are left out and counted.
+    Read it with ``img2dataset --input_format parquet --url_col url --caption_col caption
+    --save_additional_columns '["row_id","label"]'``; the ``row_id`` saved in each
+    sample's json maps a downloaded image back to its corpus row.
+    """
+    pa = _pa()
+    import pyarrow.parquet as pq
+
+    labels = None
+    if isinstance(rows, CaptionHits):
+        rows = rows.table
+    if isinstance(rows, pa.Table):
+        if "row_id" not in rows.column_names:
+            raise DataError(
+                f"rows table has no 'row_id' column; columns: {', '.join(rows.column_names)}"
+            )
+        ids = rows.column("row_id").to_numpy()
+        if "label" in rows.column_names:
+            labels = rows.column("label").to_pylist()
+    else:
+        ids = np.asarray(rows)
+    meta = corpus.rows(ids)
+    url = meta.column("url")
+    import pyarrow.compute as pc
+
+    has_url = pc.fill_null(pc.greater(pc.utf8_length(url), 0), False)
+    n_missing = int(len(has_url) - pc.sum(has_url).as_py()) if len(has_url) else 0
+    table = pa.table(
+        {
+            "url": url,
+            "caption": meta.column("caption"),
+            "row_id": meta.column("row_id"),
+            "label": pa.array(
+                labels if labels is not None else [None] * meta.num_rows, pa.string()
+            ),
+            "key": meta.column("key"),
+            "width": meta.column("width"),
+            "height": meta.column("height"),
+            "similarity": meta.column("similarity"),
+        }
+    ).filter(has_url)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"written": table.num_rows, "missing_url": n_missing}

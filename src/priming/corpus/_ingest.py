@@ -1,0 +1,629 @@
+"""Build a corpus directory from LAION-style parquet metadata (+ optional embeddings).
+
+One input parquet file becomes one shard: a SQLite database holding the rows and an
+FTS5 index over the captions, plus (when embeddings are given) a float16 ``.npy`` file
+whose row ``i`` belongs to the database row ``i``. Shards are built in parallel worker
+processes, each under a temporary name that is renamed into place when complete; the
+parent records each finished shard in the manifest, so a killed build resumes where it
+stopped without duplicating anything.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+import sqlite3
+import struct
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from priming.corpus._manifest import (
+    FORMAT,
+    MANIFEST,
+    SCHEMA_VERSION,
+    SHARD_DIR,
+    TOKENIZER,
+    atomic_write_json,
+    read_manifest,
+    sha256_file,
+)
+from priming.errors import ConfigError, DataError, missing_dependency
+
+log = logging.getLogger(__name__)
+
+__all__ = ["build_corpus", "COLUMN_ALIASES"]
+
+#: canonical column -> accepted spellings in the input parquet, first match wins
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "caption": ("caption", "TEXT", "text", "CAPTION"),
+    "url": ("url", "URL"),
+    "nsfw": ("NSFW", "nsfw"),
+    "punsafe": ("punsafe", "PUNSAFE"),
+    "similarity": ("similarity", "SIMILARITY"),
+    "width": ("width", "WIDTH"),
+    "height": ("height", "HEIGHT"),
+    "key": ("key", "SAMPLE_ID", "sample_id", "KEY"),
+}
+
+BATCH_ROWS = 65536
+PUNSAFE_THRESHOLD = 0.5
+SHARD_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE rows(
+    id INTEGER PRIMARY KEY,
+    source_row INTEGER NOT NULL,
+    key TEXT,
+    caption TEXT NOT NULL,
+    url TEXT,
+    width INTEGER,
+    height INTEGER,
+    nsfw INTEGER,
+    similarity REAL
+);
+CREATE VIRTUAL TABLE captions USING fts5(
+    caption, content='rows', content_rowid='id', detail=full, columnsize=0,
+    tokenize='{tokenizer}'
+);
+"""
+
+
+def _pa():
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        raise missing_dependency("pyarrow", "corpus") from None
+    return pa, pc, pq
+
+
+# --------------------------------------------------------------------------- inputs
+def _natural_key(path: Path) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def resolve_metadata(metadata: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand a file, a folder, a glob pattern or a list of those into parquet files."""
+    items = [metadata] if isinstance(metadata, (str, os.PathLike)) else list(metadata)
+    if not items:
+        raise DataError("metadata: no input given (expected parquet files, a folder or a glob)")
+    found: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        p = Path(text)
+        if p.is_dir():
+            sub = p / "metadata" if (p / "metadata").is_dir() else p
+            files = sorted(sub.glob("*.parquet"), key=_natural_key)
+        elif any(ch in text for ch in "*?["):
+            files = sorted((Path(f) for f in glob.glob(text, recursive=True)), key=_natural_key)
+        elif p.is_file():
+            files = [p]
+        else:
+            raise DataError(f"metadata: {text!r} does not exist")
+        if not files:
+            raise DataError(f"metadata: {text!r} matches no parquet file")
+        found.extend(files)
+    seen: set[Path] = set()
+    out = []
+    for f in found:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            out.append(r)
+    return out
+
+
+def resolve_embeddings(
+    embeddings: str | os.PathLike | Sequence[str | os.PathLike] | None, meta_files: list[Path]
+) -> list[Path] | None:
+    """Pair each metadata file with its row-aligned ``.npy`` file.
+
+    Accepts a list of ``.npy`` paths (one per metadata file, same order), a single ``.npy``
+    for a single metadata file, or a folder in which ``metadata_{i}.parquet`` pairs with
+    ``img_emb_{i}.npy`` (also under ``img_emb/``) and ``NAME.parquet`` with ``NAME.npy``.
+    """
+    if embeddings is None:
+        return None
+    if not isinstance(embeddings, (str, os.PathLike)):
+        paths = [Path(e).resolve() for e in embeddings]
+        if len(paths) != len(meta_files):
+            raise DataError(
+                f"embeddings: {len(paths)} .npy files given for {len(meta_files)} metadata files"
+            )
+        for p in paths:
+            if not p.is_file():
+                raise DataError(f"embeddings: {str(p)!r} does not exist")
+        return paths
+    root = Path(embeddings)
+    if root.is_file():
+        if len(meta_files) != 1:
+            raise DataError(
+                f"embeddings: one file {str(root)!r} given for {len(meta_files)} metadata "
+                "files; give a folder or one .npy per parquet file"
+            )
+        return [root.resolve()]
+    if not root.is_dir():
+        raise DataError(f"embeddings: {str(root)!r} does not exist")
+    dirs = [d for d in (root, root / "img_emb") if d.is_dir()]
+    out = []
+    for meta in meta_files:
+        names = [f"{meta.stem}.npy"]
+        m = re.fullmatch(r"metadata_(\d+)", meta.stem)
+        if m:
+            names.insert(0, f"img_emb_{m.group(1)}.npy")
+        cands = [d / n for d in dirs for n in names if (d / n).is_file()]
+        if not cands:
+            raise DataError(
+                f"embeddings: no file for metadata {meta.name!r} in {str(root)!r} "
+                f"(looked for {', '.join(names)} in {', '.join(str(d) for d in dirs)})"
+            )
+        out.append(cands[0].resolve())
+    return out
+
+
+def column_map(names: Sequence[str], source: str) -> dict[str, str]:
+    """Map canonical column names to the columns present in ``names``."""
+    present = set(names)
+    mapping = {}
+    for canon, aliases in COLUMN_ALIASES.items():
+        for a in aliases:
+            if a in present:
+                mapping[canon] = a
+                break
+    if "caption" not in mapping:
+        raise DataError(
+            f"{source}: no caption column; columns found: {', '.join(names) or '(none)'}; "
+            f"accepted caption columns: {', '.join(COLUMN_ALIASES['caption'])}"
+        )
+    return mapping
+
+
+def _npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"embeddings: cannot read {str(path)!r} as .npy: {exc}") from None
+    return arr.shape, arr.dtype
+
+
+# --------------------------------------------------------------------------- npy writer
+_HEADER_LEN = 128
+
+
+def _npy_header(n: int, dim: int) -> bytes:
+    d = f"{{'descr': '<f2', 'fortran_order': False, 'shape': ({n}, {dim}), }}"
+    body_len = _HEADER_LEN - 10
+    d = d.ljust(body_len - 1) + "\n"
+    if len(d) != body_len:  # pragma: no cover - only with absurd shapes
+        raise DataError(f"array shape ({n}, {dim}) too large for the npy header")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", body_len) + d.encode("latin1")
+
+
+class _F16Writer:
+    """Stream float16 rows into a ``.npy`` whose shape is fixed when closed."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path, self.dim, self.n = path, dim, 0
+        self.fh = open(path, "wb")
+        self.fh.write(_npy_header(0, dim))
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype="<f2")
+        self.fh.write(block.tobytes())
+        self.n += block.shape[0]
+
+    def close(self) -> None:
+        self.fh.seek(0)
+        self.fh.write(_npy_header(self.n, self.dim))
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+
+
+# --------------------------------------------------------------------------- one shard
+def _decode_captions(arr, stats: dict[str, int]):
+    """Return a valid UTF-8 string array; invalid bytes are replaced and counted."""
+    pa, pc, _ = _pa()
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        try:
+            arr.validate(full=True)
+            return arr
+        except pa.ArrowInvalid:
+            arr = arr.view(pa.binary() if pa.types.is_string(arr.type) else pa.large_binary())
+    if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+        try:
+            return arr.cast(pa.string())
+        except pa.ArrowInvalid:
+            values = arr.to_pylist()
+            out = []
+            for v in values:
+                if v is None:
+                    out.append(None)
+                    continue
+                try:
+                    out.append(v.decode("utf-8"))
+                except UnicodeDecodeError:
+                    out.append(v.decode("utf-8", errors="replace"))
+                    stats["repaired_utf8"] += 1
+            return pa.array(out, type=pa.string())
+    try:
+        return arr.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(f"caption column has type {arr.type}, expected strings") from None
+
+
+def _nsfw_flags(batch, mapping):
+    """0/1/None per row: LAION's NSFW tag ('NSFW'/'UNSURE' -> 1) or punsafe >= 0.5."""
+    pa, pc, _ = _pa()
+    if "nsfw" in mapping:
+        col = batch.column(mapping["nsfw"])
+        if pa.types.is_boolean(col.type):
+            return pc.cast(col, pa.int8()).to_pylist()
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            return pc.cast(pc.greater_equal(col, PUNSAFE_THRESHOLD), pa.int8()).to_pylist()
+        low = pc.utf8_lower(pc.cast(col, pa.string()))
+        pos = pc.is_in(low, value_set=pa.array(["nsfw", "unsure"]))
+        neg = pc.is_in(low, value_set=pa.array(["unlikely"]))
+        known = pc.or_(pos, neg)
+        return pc.if_else(known, pc.cast(pos, pa.int8()), None).to_pylist()
+    if "punsafe" in mapping:
+        col = pc.cast(batch.column(mapping["punsafe"]), pa.float64())
+        return pc.cast(pc.greater_equal(col, PUNSAFE_THRESHOLD), pa.int8()).to_pylist()
+    return None
+
+
+def _col_list(batch, mapping, name, typ):
+    pa, pc, _ = _pa()
+    if name not in mapping:
+        return None
+    col = batch.column(mapping[name])
+    try:
+        return pc.cast(col, typ, safe=False).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(
+            f"column {mapping[name]!r} has type {col.type}, cannot read it as {typ}"
+        ) from None
+
+
+def build_shard(spec: dict[str, Any]) -> dict[str, Any]:
+    """Build one shard (runs in a worker process); returns its manifest entry."""
+    pa, pc, pq = _pa()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    shard_dir = Path(spec["shard_dir"])
+    name = spec["name"]
+    pid = os.getpid()
+    db_final = shard_dir / f"{name}.sqlite"
+    db_tmp = shard_dir / f".{name}.sqlite.tmp-{pid}"
+    emb_final = shard_dir / f"{name}.f16.npy"
+    emb_tmp = shard_dir / f".{name}.f16.npy.tmp-{pid}"
+    stats = {
+        "input_rows": 0,
+        "null_or_empty_caption": 0,
+        "repaired_utf8": 0,
+        "nonfinite_embedding": 0,
+    }
+    emb = np.load(spec["embeddings"], mmap_mode="r") if spec.get("embeddings") else None
+    writer = None
+    con = None
+    try:
+        for p in (db_tmp, emb_tmp):
+            if p.exists():
+                p.unlink()
+        con = sqlite3.connect(db_tmp, isolation_level=None)
+        for pragma in (
+            "journal_mode=OFF",
+            "synchronous=OFF",
+            "locking_mode=EXCLUSIVE",
+            "temp_store=MEMORY",
+            "cache_size=-262144",
+        ):
+            con.execute(f"PRAGMA {pragma}")
+        con.executescript(SHARD_SCHEMA.format(tokenizer=TOKENIZER))
+        con.execute("BEGIN")
+        if emb is not None:
+            writer = _F16Writer(emb_tmp, int(emb.shape[1]))
+        pf = pq.ParquetFile(spec["source"])
+        mapping = column_map(pf.schema_arrow.names, f"metadata {spec['source']!r}")
+        next_id = 0
+        src_start = 0
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=sorted(set(mapping.values()))):
+            n = batch.num_rows
+            stats["input_rows"] += n
+            cap = _decode_captions(batch.column(mapping["caption"]), stats)
+            ok = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(cap)), 0), False)
+            keep = np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
+            stats["null_or_empty_caption"] += int(n - keep.sum())
+            block = None
+            if emb is not None:
+                block = np.asarray(emb[src_start : src_start + n])
+                finite = np.isfinite(block).all(axis=1)
+                # a float32 value beyond the float16 range would become inf when stored
+                finite &= (
+                    (np.abs(block) <= 65504).all(axis=1) if block.dtype != np.float16 else True
+                )
+                bad = keep & ~finite
+                stats["nonfinite_embedding"] += int(bad.sum())
+                keep &= finite
+            idx = np.flatnonzero(keep)
+            if idx.size:
+                sel = pa.array(idx)
+                sub = batch.take(sel)
+                caps = cap.take(sel).to_pylist()
+                cols = [
+                    range(next_id, next_id + idx.size),
+                    (idx + src_start).tolist(),
+                    _col_list(sub, mapping, "key", pa.string()),
+                    caps,
+                    _col_list(sub, mapping, "url", pa.string()),
+                    _col_list(sub, mapping, "width", pa.int64()),
+                    _col_list(sub, mapping, "height", pa.int64()),
+                    _nsfw_flags(sub, mapping),
+                    _col_list(sub, mapping, "similarity", pa.float64()),
+                ]
+                none = [None] * idx.size
+                rows = zip(*(c if c is not None else none for c in cols))
+                con.executemany("INSERT INTO rows VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                if writer is not None:
+                    writer.write(block[idx])
+                next_id += idx.size
+            src_start += n
+        if emb is not None and src_start != emb.shape[0]:
+            raise DataError(
+                f"embeddings {spec['embeddings']!r} have {emb.shape[0]} rows but metadata "
+                f"{spec['source']!r} has {src_start}"
+            )
+        con.execute("INSERT INTO captions(rowid, caption) SELECT id, caption FROM rows")
+        con.execute("INSERT INTO captions(captions) VALUES('optimize')")
+        con.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            [("schema_version", str(SCHEMA_VERSION)), ("shard", name), ("source", spec["source"])],
+        )
+        con.execute("COMMIT")
+        con.close()
+        con = None
+        entry: dict[str, Any] = {
+            "name": name,
+            "source": spec["source"],
+            "n_rows": next_id,
+            "stats": stats,
+            "db": f"{SHARD_DIR}/{db_final.name}",
+            "db_sha256": sha256_file(db_tmp),
+            "db_bytes": db_tmp.stat().st_size,
+        }
+        if writer is not None:
+            writer.close()
+            entry["embeddings"] = f"{SHARD_DIR}/{emb_final.name}"
+            entry["embeddings_sha256"] = sha256_file(emb_tmp)
+            entry["embeddings_bytes"] = emb_tmp.stat().st_size
+            entry["embeddings_source"] = spec["embeddings"]
+            writer = None
+            os.replace(emb_tmp, emb_final)
+        os.replace(db_tmp, db_final)
+        entry["build_seconds"] = round(time.perf_counter() - t0, 3)
+        entry["build_cpu_seconds"] = round(time.process_time() - cpu0, 3)
+        return entry
+    except BaseException:
+        if con is not None:
+            con.close()
+        if writer is not None:
+            writer.fh.close()
+        for p in (db_tmp, emb_tmp):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+        raise
+
+
+# --------------------------------------------------------------------------- whole build
+def _input_record(meta: Path, emb: Path | None, n_rows: int) -> dict[str, Any]:
+    rec: dict[str, Any] = {"metadata": str(meta), "bytes": meta.stat().st_size, "rows": n_rows}
+    if emb is not None:
+        rec["embeddings"] = str(emb)
+        rec["embeddings_bytes"] = emb.stat().st_size
+    return rec
+
+
+def _check_inputs(
+    meta_files: list[Path], emb_files: list[Path] | None
+) -> tuple[list[dict], int | None]:
+    _, _, pq = _pa()
+    inputs = []
+    dim = None
+    dim_src = None
+    for i, meta in enumerate(meta_files):
+        try:
+            pf = pq.ParquetFile(meta)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise DataError(
+                f"metadata {str(meta)!r} is not a readable parquet file: {exc}"
+            ) from None
+        column_map(pf.schema_arrow.names, f"metadata {str(meta)!r}")
+        n_rows = pf.metadata.num_rows
+        emb = emb_files[i] if emb_files else None
+        if emb is not None:
+            shape, dtype = _npy_shape(emb)
+            if len(shape) != 2 or not np.issubdtype(dtype, np.floating):
+                raise DataError(
+                    f"embeddings {str(emb)!r} must be a 2-d float array, got shape {shape} dtype {dtype}"
+                )
+            if shape[0] != n_rows:
+                raise DataError(
+                    f"embeddings {str(emb)!r} have {shape[0]} rows but metadata {str(meta)!r} "
+                    f"has {n_rows} rows; they must be row-aligned"
+                )
+            if dim is None:
+                dim, dim_src = shape[1], emb
+            elif shape[1] != dim:
+                raise DataError(
+                    f"embedding dimension differs between shards: {str(dim_src)!r} has {dim}, "
+                    f"{str(emb)!r} has {shape[1]}"
+                )
+        inputs.append(_input_record(meta, emb, n_rows))
+    return inputs, dim
+
+
+def _clean_temp(shard_dir: Path) -> None:
+    for p in shard_dir.glob(".*.tmp*"):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _mp_context(mp):
+    # fork needs no ``if __name__ == "__main__"`` guard in the caller's script; the worker
+    # only uses sqlite3, pyarrow and numpy. Elsewhere (macOS, Windows) fall back to spawn.
+    methods = mp.get_all_start_methods()
+    return mp.get_context("fork" if "fork" in methods else "spawn")
+
+
+def finalise_manifest(manifest: dict[str, Any]) -> None:
+    """Assign global row offsets in shard order and totals (all shards finished)."""
+    offset = 0
+    for s in manifest["shards"]:
+        s["row_offset"] = offset
+        offset += s["n_rows"]
+    manifest["n_rows"] = offset
+    has = bool(manifest["shards"]) and all("embeddings" in s for s in manifest["shards"])
+    manifest["has_embeddings"] = has
+
+
+def build_corpus(
+    metadata: str | os.PathLike | Sequence[str | os.PathLike],
+    embeddings: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    out: str | os.PathLike = "corpus",
+    workers: int | None = None,
+    embedding_model: str | None = None,
+    progress: Any = None,
+) -> Path:
+    """Build (or resume building) a corpus directory.
+
+    Parameters
+    ----------
+    metadata : path, folder, glob pattern, or a list of those
+        LAION-style parquet files, one shard each (a clip-retrieval root with a
+        ``metadata/`` folder also works).
+    embeddings : folder, ``.npy`` path(s), or None
+        Row-aligned embeddings (clip-retrieval ``img_emb/img_emb_{i}.npy`` or one
+        ``NAME.npy`` per ``NAME.parquet``); stored as float16.
+    out : path
+        The corpus directory; an unfinished build there is resumed.
+    workers : int, optional
+        Parallel worker processes (default: number of CPUs, at most one per shard).
+    embedding_model : str, optional
+        Name of the model that produced ``embeddings``, recorded in the manifest.
+    progress : callable, optional
+        Called as ``progress(done_shards, total_shards)`` after each shard.
+
+    Returns
+    -------
+    Path of the finished corpus directory.
+    """
+    meta_files = resolve_metadata(metadata)
+    emb_files = resolve_embeddings(embeddings, meta_files)
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be a positive integer or None, got {workers!r}")
+    inputs, dim = _check_inputs(meta_files, emb_files)
+    out = Path(out)
+    shard_dir = out / SHARD_DIR
+    manifest_path = out / MANIFEST
+
+    if manifest_path.exists():
+        manifest = read_manifest(out)
+        if manifest.get("build", {}).get("inputs") != inputs:
+            raise ConfigError(
+                f"out: {str(out)!r} already holds a corpus built from other inputs; "
+                "choose another --out or delete it"
+            )
+        if manifest.get("complete"):
+            log.info("corpus %s is already complete", out)
+            return out
+        log.info("resuming the build in %s", out)
+    else:
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(
+                f"out: {str(out)!r} exists, is not empty and is not a corpus; choose an empty folder"
+            )
+        manifest = {
+            "format": FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "complete": False,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "tokenizer": TOKENIZER,
+            "fts_detail": "full",
+            "dim": dim,
+            "embedding_dtype": "float16" if dim is not None else None,
+            "embedding_model": embedding_model if dim is not None else None,
+            "embedding_fingerprint": None,
+            "build": {"inputs": inputs},
+            "shards": [],
+        }
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    _clean_temp(shard_dir)
+
+    names = [f"shard-{i:05d}" for i in range(len(meta_files))]
+    done = {s["name"]: s for s in manifest["shards"]}
+    for s in list(done.values()):  # a finished shard whose files went missing is rebuilt
+        if not (out / s["db"]).is_file() or (
+            "embeddings" in s and not (out / s["embeddings"]).is_file()
+        ):
+            log.warning("shard %s is listed but its files are missing; rebuilding it", s["name"])
+            del done[s["name"]]
+    specs = [
+        {
+            "name": names[i],
+            "source": str(meta_files[i]),
+            "embeddings": str(emb_files[i]) if emb_files else None,
+            "shard_dir": str(shard_dir),
+        }
+        for i in range(len(meta_files))
+        if names[i] not in done
+    ]
+
+    def record(entry: dict[str, Any]) -> None:
+        done[entry["name"]] = entry
+        manifest["shards"] = [done[n] for n in names if n in done]
+        atomic_write_json(manifest_path, manifest)
+        if progress is not None:
+            progress(len(done), len(names))
+
+    atomic_write_json(manifest_path, manifest)
+    n_workers = min(workers or os.cpu_count() or 1, max(len(specs), 1))
+    if n_workers <= 1:
+        for spec in specs:
+            record(build_shard(spec))
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(n_workers, mp_context=_mp_context(mp)) as pool:
+            pending = {pool.submit(build_shard, spec) for spec in specs}
+            try:
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        record(fut.result())
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    manifest["shards"] = [done[n] for n in names]
+    finalise_manifest(manifest)
+    stats: dict[str, int] = {}
+    for s in manifest["shards"]:
+        for k, v in s["stats"].items():
+            stats[k] = stats.get(k, 0) + v
+    manifest["stats"] = stats
+    manifest["complete"] = True
+    atomic_write_json(manifest_path, manifest)
+    for k in ("null_or_empty_caption", "repaired_utf8", "nonfinite_embedding"):
+        if stats.get(k):
+            log.warning("corpus %s: %d rows with %s", out, stats[k], k.replace("_", " "))
+    return out

@@ -1,0 +1,649 @@
+"""Reading a corpus: caption search, metadata look-up, embedding gather, k-NN."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import urllib.parse
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from priming.corpus._manifest import INDEX_DIR, TOKENIZER, read_manifest
+from priming.errors import ConfigError, DataError, missing_dependency
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Corpus", "CaptionHits", "open_corpus", "tokenize", "phrase_expression"]
+
+SEARCH_MODES = ("phrase", "all_tokens")
+KNN_METHODS = ("exact", "ivfpq")
+HIT_COLUMNS = ("row_id", "label", "name", "caption", "url", "nsfw", "similarity")
+ROW_COLUMNS = ("row_id", "key", "caption", "url", "width", "height", "nsfw", "similarity")
+
+
+def _pa():
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover
+        raise missing_dependency("pyarrow", "corpus") from None
+    return pa
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover
+        raise missing_dependency("faiss-cpu", "corpus") from None
+    return faiss
+
+
+# --------------------------------------------------------------------------- tokens
+class _Tokenizer:
+    """Tokenise text exactly as the shard index does (SQLite's own unicode61 tokenizer)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._con = sqlite3.connect(":memory:", check_same_thread=False)
+        self._con.execute(f"CREATE VIRTUAL TABLE t USING fts5(x, tokenize='{TOKENIZER}')")
+        self._con.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+
+    def __call__(self, text: str) -> list[str]:
+        with self._lock:
+            self._con.execute("DELETE FROM t")
+            self._con.execute("INSERT INTO t(rowid, x) VALUES (1, ?)", (text,))
+            rows = self._con.execute("SELECT term FROM v ORDER BY offset").fetchall()
+        return [r[0] for r in rows]
+
+
+_TOKENIZER: _Tokenizer | None = None
+
+
+def tokenize(text: str) -> list[str]:
+    """The index's tokens of ``text``: case-folded, diacritics removed, punctuation dropped.
+
+    A token is a maximal run of letters, digits (Unicode categories L*, N*) and private-use
+    characters; every other character separates tokens.
+    """
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        _TOKENIZER = _Tokenizer()
+    return _TOKENIZER(text)
+
+
+def _quote(token: str) -> str:
+    return '"' + token.replace('"', '""') + '"'
+
+
+def phrase_expression(name: str, mode: str = "phrase") -> str:
+    """The FTS5 query for ``name``: built from its tokens, each one quoted, so nothing in
+    the name is ever read as query syntax."""
+    tokens = tokenize(name)
+    if not tokens:
+        raise DataError(f"name {name!r} has no searchable words (letters or digits)")
+    if mode == "phrase":
+        return _quote(" ".join(tokens))
+    return " AND ".join(_quote(t) for t in dict.fromkeys(tokens))
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class CaptionHits:
+    """Result of :meth:`Corpus.search_captions`.
+
+    ``table``: unambiguous hits (``row_id``, ``label``, ``name``, ``caption``, ``url``,
+    ``nsfw``, ``similarity``), grouped by label in query order, row ids ascending.
+    ``ambiguous``: rows that matched several labels (``row_id``, ``labels``).
+    ``counts``: label -> number of rows in ``table``.
+    """
+
+    table: Any
+    ambiguous: Any
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+
+def _validate_queries(queries: Any, mode: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    if mode not in SEARCH_MODES:
+        raise ConfigError(f"mode {mode!r} is not valid; valid choices: {', '.join(SEARCH_MODES)}")
+    if not isinstance(queries, Mapping) or not queries:
+        raise DataError(
+            "queries must be a non-empty mapping {label: [names...]}; got an empty query"
+        )
+    plan = []
+    for label, names in queries.items():
+        if not isinstance(label, str) or not label.strip():
+            raise DataError(f"query label {label!r} must be a non-empty string")
+        if isinstance(names, str):
+            names = [names]
+        try:
+            names = list(names)
+        except TypeError:
+            raise DataError(
+                f"query for label {label!r} must be a list of names, got {names!r}"
+            ) from None
+        if not names:
+            raise DataError(f"query for label {label!r} is empty: give at least one name")
+        exprs = []
+        for n in names:
+            if not isinstance(n, str):
+                raise DataError(f"query for label {label!r}: name {n!r} is not a string")
+            try:
+                exprs.append((n, phrase_expression(n, mode)))
+            except DataError as exc:
+                raise DataError(f"query for label {label!r}: {exc}") from None
+        plan.append((label, list(dict.fromkeys(exprs))))
+    return plan
+
+
+def _as_row_ids(row_ids: Any, n_rows: int) -> np.ndarray:
+    arr = np.asarray(row_ids)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise DataError(f"row_ids must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(f"row_ids must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    bad = (arr < 0) | (arr >= n_rows)
+    if bad.any():
+        raise DataError(
+            f"row_ids out of range: {arr[bad][:5].tolist()} (corpus has rows 0..{n_rows - 1})"
+        )
+    return arr
+
+
+# --------------------------------------------------------------------------- corpus
+class Corpus:
+    """A built corpus directory opened for reading (use :func:`open_corpus`)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        if not self.manifest.get("complete"):
+            raise DataError(
+                f"corpus {str(self.path)!r} is unfinished (a build was interrupted); run the "
+                "same `priming corpus build` command again to resume it"
+            )
+        self.shards: list[dict[str, Any]] = self.manifest["shards"]
+        for s in self.shards:
+            if not (self.path / s["db"]).is_file():
+                raise DataError(f"corpus {str(self.path)!r} is missing shard file {s['db']!r}")
+        self._offsets = np.array(
+            [s["row_offset"] for s in self.shards] + [self.manifest["n_rows"]], dtype=np.int64
+        )
+        self._conns: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in self.shards]
+        self._mmaps: dict[int, np.ndarray] = {}
+        self._index = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    # ---- properties
+    @property
+    def n_rows(self) -> int:
+        return int(self.manifest["n_rows"])
+
+    @property
+    def has_embeddings(self) -> bool:
+        return bool(self.manifest.get("has_embeddings"))
+
+    @property
+    def dim(self) -> int | None:
+        return (
+            int(self.manifest["dim"]) if self.has_embeddings and self.manifest.get("dim") else None
+        )
+
+    @property
+    def embedding_model(self) -> str | None:
+        return self.manifest.get("embedding_model") if self.has_embeddings else None
+
+    @property
+    def fingerprint(self) -> str:
+        parts = [
+            self.manifest["schema_version"],
+            [
+                (s["name"], s["n_rows"], s["db_sha256"], s.get("embeddings_sha256"))
+                for s in self.shards
+            ],
+        ]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        return (
+            f"Corpus({str(self.path)!r}, n_rows={self.n_rows}, shards={len(self.shards)}, "
+            f"dim={self.dim}, embedding_model={self.embedding_model!r})"
+        )
+
+    def __enter__(self) -> Corpus:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for q in self._conns:
+            while True:
+                try:
+                    q.get_nowait().close()
+                except queue.Empty:
+                    break
+        self._mmaps.clear()
+        self._index = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    # ---- connections
+    def _acquire(self, si: int) -> sqlite3.Connection:
+        try:
+            return self._conns[si].get_nowait()
+        except queue.Empty:
+            path = (self.path / self.shards[si]["db"]).resolve()
+            uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
+            con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            con.execute("PRAGMA cache_size=-65536")
+            return con
+
+    def _release(self, si: int, con: sqlite3.Connection) -> None:
+        self._conns[si].put(con)
+
+    def _map_shards(self, fn, items):
+        if len(items) <= 1:
+            return [fn(*it) for it in items]
+        with self._lock:
+            if self._pool is None:  # one long-lived pool: starting threads per call costs ms
+                n = min(len(self.shards), (os.cpu_count() or 1) * 2, 32)
+                self._pool = ThreadPoolExecutor(n, thread_name_prefix="corpus-shard")
+        return list(self._pool.map(lambda it: fn(*it), items))
+
+    def _split(self, ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self._offsets, ids, side="right") - 1
+
+    # ---- caption search
+    def search_captions(
+        self,
+        queries: Mapping[str, Sequence[str]],
+        limit_per_label: int | None = None,
+        mode: str = "phrase",
+    ) -> CaptionHits:
+        """Find the rows whose caption contains a class name.
+
+        Parameters
+        ----------
+        queries : mapping label -> list of names (synonyms)
+            Names are data: punctuation and FTS operators in them are never interpreted.
+        limit_per_label : int, optional
+            Stop after this many unambiguous rows per label (lowest row ids first within
+            each shard; shards are taken in order). None returns every hit.
+        mode : "phrase" or "all_tokens"
+            ``phrase``: the name's tokens appear consecutively and in order (case and
+            punctuation ignored). ``all_tokens``: every token appears, anywhere.
+        """
+        plan = _validate_queries(queries, mode)
+        if limit_per_label is not None and (
+            not isinstance(limit_per_label, (int, np.integer))
+            or isinstance(limit_per_label, bool)
+            or limit_per_label < 1
+        ):
+            raise ConfigError(
+                f"limit_per_label must be a positive integer or None, got {limit_per_label!r}"
+            )
+        labels = [label for label, _ in plan]
+        parts = self._map_shards(
+            lambda si: self._search_shard(si, plan, limit_per_label),
+            [(si,) for si in range(len(self.shards))],
+        )
+        pa = _pa()
+        cols: dict[str, list] = {c: [] for c in HIT_COLUMNS}
+        amb_ids: list[int] = []
+        amb_labels: list[list[str]] = []
+        counts = dict.fromkeys(labels, 0)
+        for li, label in enumerate(labels):
+            for hits, _ in parts:
+                rows = hits[li]
+                if limit_per_label is not None:
+                    rows = rows[: limit_per_label - counts[label]]
+                for r in rows:
+                    cols["row_id"].append(r[0])
+                    cols["label"].append(label)
+                    cols["name"].append(r[1])
+                    cols["caption"].append(r[2])
+                    cols["url"].append(r[3])
+                    cols["nsfw"].append(None if r[4] is None else bool(r[4]))
+                    cols["similarity"].append(np.nan if r[5] is None else r[5])
+                counts[label] += len(rows)
+        for _, amb in parts:
+            for rid, lis in amb:
+                amb_ids.append(rid)
+                amb_labels.append([labels[i] for i in lis])
+        table = pa.table(
+            {
+                "row_id": pa.array(cols["row_id"], pa.int64()),
+                "label": pa.array(cols["label"], pa.string()),
+                "name": pa.array(cols["name"], pa.string()),
+                "caption": pa.array(cols["caption"], pa.string()),
+                "url": pa.array(cols["url"], pa.string()),
+                "nsfw": pa.array(cols["nsfw"], pa.bool_()),
+                "similarity": pa.array(cols["similarity"], pa.float32()),
+            }
+        )
+        ambiguous = pa.table(
+            {
+                "row_id": pa.array(amb_ids, pa.int64()),
+                "labels": pa.array(amb_labels, pa.list_(pa.string())),
+            }
+        )
+        return CaptionHits(table=table, ambiguous=ambiguous, counts=counts)
+
+    def _search_shard(self, si: int, plan, limit: int | None):
+        con = self._acquire(si)
+        try:
+            if limit is None:
+                member = self._match_all(con, plan)
+            else:
+                member = self._match_limited(con, plan, limit)
+            offset = int(self._offsets[si])
+            n_labels = len(plan)
+            per_label: list[list[tuple[int, str]]] = [[] for _ in range(n_labels)]
+            amb = []
+            for rid in sorted(member):
+                labs = member[rid]
+                if len(labs) == 1:
+                    ((li, name),) = labs.items()
+                    per_label[li].append((rid, name))
+                else:
+                    amb.append((rid + offset, sorted(labs)))
+            if limit is not None:
+                per_label = [rows[:limit] for rows in per_label]
+            wanted = [rid for rows in per_label for rid, _ in rows]
+            meta = self._fetch(con, wanted, "id, caption, url, nsfw, similarity")
+            hits = [
+                [(rid + offset, name, *meta[rid][1:]) for rid, name in rows] for rows in per_label
+            ]
+            return hits, amb
+        finally:
+            self._release(si, con)
+
+    @staticmethod
+    def _match_all(con, plan) -> dict[int, dict[int, str]]:
+        member: dict[int, dict[int, str]] = {}
+        sql = "SELECT rowid FROM captions WHERE captions MATCH ?"
+        for li, (_, names) in enumerate(plan):
+            for name, expr in names:
+                for (rid,) in con.execute(sql, (expr,)):
+                    member.setdefault(rid, {}).setdefault(li, name)
+        return member
+
+    def _match_limited(self, con, plan, limit: int) -> dict[int, dict[int, str]]:
+        """Fetch about ``limit`` rows per label, then decide every fetched row's labels
+        exactly by matching all names against those rows' captions in memory."""
+        sql = (
+            "SELECT rowid FROM captions WHERE captions MATCH ? AND rowid > ? ORDER BY rowid LIMIT ?"
+        )
+        cursors = [[[name, expr, -1, False] for name, expr in names] for _, names in plan]
+        member: dict[int, dict[int, str]] = {}
+        mem = None
+        if len(plan) > 1:
+            mem = sqlite3.connect(":memory:")
+            mem.execute(
+                f"CREATE VIRTUAL TABLE m USING fts5(caption, detail=full, tokenize='{TOKENIZER}')"
+            )
+        fetched: dict[int, dict[int, str]] = {}
+        while True:
+            new: set[int] = set()
+            have = Counter(next(iter(labs)) for labs in member.values() if len(labs) == 1)
+            for li, curs in enumerate(cursors):
+                want = limit - have[li]
+                if want <= 0:
+                    continue
+                for cur in curs:
+                    if cur[3]:
+                        continue
+                    got = [r for (r,) in con.execute(sql, (cur[1], cur[2], want))]
+                    if len(got) < want:
+                        cur[3] = True
+                    if got:
+                        cur[2] = got[-1]
+                    for rid in got:
+                        fetched.setdefault(rid, {}).setdefault(li, cur[0])
+                        if rid not in member:
+                            new.add(rid)
+            if not new:
+                break
+            if mem is None:
+                for rid in new:
+                    member[rid] = fetched[rid]
+                continue
+            caps = self._fetch(con, sorted(new), "id, caption")
+            mem.executemany("INSERT INTO m(rowid, caption) VALUES (?, ?)", caps.values())
+            ids_json = json.dumps(sorted(new))
+            for li, (_, names) in enumerate(plan):
+                for name, expr in names:
+                    q = "SELECT rowid FROM m WHERE m MATCH ? AND rowid IN (SELECT value FROM json_each(?))"
+                    for (rid,) in mem.execute(q, (expr, ids_json)):
+                        member.setdefault(rid, {}).setdefault(li, name)
+            if not any(not c[3] for curs in cursors for c in curs):
+                break
+        if mem is not None:
+            mem.close()
+        return member
+
+    @staticmethod
+    def _fetch(con, local_ids: Sequence[int], columns: str) -> dict[int, tuple]:
+        if not len(local_ids):
+            return {}
+        sql = f"SELECT {columns} FROM rows WHERE id IN (SELECT value FROM json_each(?))"
+        return {r[0]: r for r in con.execute(sql, (json.dumps(list(map(int, local_ids))),))}
+
+    # ---- metadata rows
+    def rows(self, row_ids: Any) -> Any:
+        """Metadata of ``row_ids`` (in the order given) as a ``pyarrow.Table``."""
+        pa = _pa()
+        ids = _as_row_ids(row_ids, self.n_rows)
+        shard = self._split(ids)
+        got: dict[int, tuple] = {}
+
+        def one(si: int):
+            con = self._acquire(si)
+            try:
+                local = ids[shard == si] - self._offsets[si]
+                res = self._fetch(
+                    con, local.tolist(), "id, key, caption, url, width, height, nsfw, similarity"
+                )
+                return {k + int(self._offsets[si]): v for k, v in res.items()}
+            finally:
+                self._release(si, con)
+
+        for part in self._map_shards(one, [(int(s),) for s in np.unique(shard)]):
+            got.update(part)
+        recs = [got[int(i)] for i in ids]
+        return pa.table(
+            {
+                "row_id": pa.array(ids, pa.int64()),
+                "key": pa.array([r[1] for r in recs], pa.string()),
+                "caption": pa.array([r[2] for r in recs], pa.string()),
+                "url": pa.array([r[3] for r in recs], pa.string()),
+                "width": pa.array([r[4] for r in recs], pa.int64()),
+                "height": pa.array([r[5] for r in recs], pa.int64()),
+                "nsfw": pa.array([None if r[6] is None else bool(r[6]) for r in recs], pa.bool_()),
+                "similarity": pa.array(
+                    [np.nan if r[7] is None else r[7] for r in recs], pa.float32()
+                ),
+            }
+        )
+
+    # ---- embeddings
+    def _require_embeddings(self) -> None:
+        if not self.has_embeddings:
+            raise ConfigError(
+                f"corpus {str(self.path)!r} has no embeddings; add them with "
+                "`priming corpus embed CORPUS --model NAME` or build it with --embeddings"
+            )
+
+    def _mmap(self, si: int) -> np.ndarray:
+        mm = self._mmaps.get(si)
+        if mm is None:
+            mm = np.load(
+                self.path / self.shards[si]["embeddings"], mmap_mode="r", allow_pickle=False
+            )
+            if mm.shape != (self.shards[si]["n_rows"], self.manifest["dim"]):
+                raise DataError(
+                    f"embedding shard {self.shards[si]['embeddings']!r} has shape {mm.shape}, "
+                    f"expected {(self.shards[si]['n_rows'], self.manifest['dim'])}"
+                )
+            self._mmaps[si] = mm
+        return mm
+
+    def embeddings(self, row_ids: Any) -> np.ndarray:
+        """Embeddings of ``row_ids`` as float32 ``(n, dim)``, as stored (not re-normalised)."""
+        self._require_embeddings()
+        ids = _as_row_ids(row_ids, self.n_rows)
+        out = np.empty((ids.size, self.dim), dtype=np.float32)
+        if not ids.size:
+            return out
+        shard = self._split(ids)
+        for si in np.unique(shard):
+            pos = np.flatnonzero(shard == si)
+            local = ids[pos] - self._offsets[si]
+            order = np.argsort(local, kind="stable")
+            out[pos[order]] = self._mmap(int(si))[local[order]]
+        return out
+
+    def iter_embeddings(self, chunk_rows: int = 65536):
+        """Yield ``(first_row_id, float32 block)`` over the whole corpus in row order."""
+        self._require_embeddings()
+        for si, s in enumerate(self.shards):
+            mm = self._mmap(si)
+            for start in range(0, s["n_rows"], chunk_rows):
+                yield (
+                    int(self._offsets[si]) + start,
+                    np.asarray(mm[start : start + chunk_rows], dtype=np.float32),
+                )
+
+    def _check_queries(self, queries: Any, k: Any) -> tuple[np.ndarray, int]:
+        self._require_embeddings()
+        q = np.asarray(queries)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise DataError(f"knn queries must have shape (n, {self.dim}), got {np.shape(queries)}")
+        if not np.issubdtype(q.dtype, np.number):
+            raise DataError(f"knn queries must be numeric, got dtype {q.dtype}")
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        if not np.isfinite(q).all():
+            raise DataError("knn queries contain NaN or infinite values")
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        return q, int(min(k, self.n_rows))
+
+    def knn(
+        self,
+        queries: Any,
+        k: int,
+        method: str = "exact",
+        nprobe: int = 32,
+        refine: int = 4,
+        chunk_rows: int = 65536,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` rows by inner product with each query.
+
+        ``method="exact"`` scans every embedding (faiss ``IndexFlatIP`` over chunks of the
+        memory-mapped shards). ``method="ivfpq"`` uses the index built by
+        :func:`priming.corpus.build_index`, probing ``nprobe`` lists and re-ranking the best
+        ``refine * k`` candidates exactly. ``k`` larger than the corpus returns every row.
+
+        Returns ``(scores (n, k) float32, row_ids (n, k) int64)``, best first.
+        """
+        if method not in KNN_METHODS:
+            raise ConfigError(
+                f"method {method!r} is not valid; valid choices: {', '.join(KNN_METHODS)}"
+            )
+        q, k = self._check_queries(queries, k)
+        if method == "ivfpq":
+            return self._knn_ivfpq(q, k, nprobe, refine)
+        faiss = _faiss()
+        best_d = np.full((q.shape[0], 0), -np.inf, dtype=np.float32)
+        best_i = np.zeros((q.shape[0], 0), dtype=np.int64)
+        for start, block in self.iter_embeddings(chunk_rows):
+            index = faiss.IndexFlatIP(self.dim)
+            index.add(block)
+            d, i = index.search(q, min(k, block.shape[0]))
+            best_d, best_i = _merge_topk(best_d, best_i, d, i + start, k)
+        return best_d, best_i
+
+    def _knn_ivfpq(self, q: np.ndarray, k: int, nprobe: int, refine: int):
+        faiss = _faiss()
+        info = self.manifest.get("index")
+        if not info:
+            raise ConfigError(
+                f"corpus {str(self.path)!r} has no IVF-PQ index; build it with "
+                "`priming corpus index CORPUS` or use method='exact'"
+            )
+        if info.get("embeddings_fingerprint") != self.fingerprint:
+            raise DataError(
+                "the corpus index is stale (embeddings changed); rebuild it with `priming corpus index`"
+            )
+        with self._lock:
+            if self._index is None:
+                self._index = faiss.read_index(str(self.path / info["file"]))
+        index = self._index
+        index.nprobe = max(1, int(nprobe))
+        kk = min(self.n_rows, max(k, int(refine) * k))
+        d, cand = index.search(q, kk)
+        if refine <= 1:
+            return _merge_topk(
+                np.full((q.shape[0], 0), -np.inf, np.float32),
+                np.zeros((q.shape[0], 0), np.int64),
+                d,
+                cand,
+                k,
+            )
+        valid = cand >= 0
+        uniq = np.unique(cand[valid])
+        vecs = self.embeddings(uniq)
+        pos = np.searchsorted(uniq, np.where(valid, cand, uniq[0] if uniq.size else 0))
+        exact = np.einsum("nkd,nd->nk", vecs[pos], q) if uniq.size else np.zeros_like(d)
+        exact = np.where(valid, exact, -np.inf).astype(np.float32)
+        return _merge_topk(
+            np.full((q.shape[0], 0), -np.inf, np.float32),
+            np.zeros((q.shape[0], 0), np.int64),
+            exact,
+            cand,
+            k,
+        )
+
+
+def _merge_topk(d1, i1, d2, i2, k):
+    d = np.concatenate([d1, d2.astype(np.float32)], axis=1)
+    i = np.concatenate([i1, i2.astype(np.int64)], axis=1)
+    i = np.where(np.isfinite(d), i, -1)
+    order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -d), axis=-1)[:, :k]
+    return np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
+
+
+def open_corpus(path: str | os.PathLike) -> Corpus:
+    """Open a corpus directory built by :func:`priming.corpus.build_corpus`."""
+    return Corpus(path)
+
+
+def index_path(corpus_dir: Path) -> Path:
+    return Path(corpus_dir) / INDEX_DIR / "ivfpq.faiss"
