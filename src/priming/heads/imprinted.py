@@ -212,11 +212,16 @@ class ImprintedHead(ClassifierMixin, BaseEstimator):
         ):
             raise ConfigError(f"ls_lambda={self.ls_lambda!r} is not valid; expected a float > 0")
         parse_presample(self.presample)
-        check_random_state(
-            self.random_state
-            if not isinstance(self.random_state, np.random.Generator)
-            else self.random_state
-        )
+        rs = self.random_state
+        if not (
+            rs is None
+            or isinstance(rs, (np.random.Generator, np.random.RandomState))
+            or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and rs >= 0)
+        ):
+            raise ConfigError(
+                f"random_state={rs!r} is not valid; expected None, an int >= 0, or a numpy "
+                "Generator/RandomState"
+            )
 
     def _validate_X(self, X: object, reset: bool) -> np.ndarray:
         X = _wrap_validation(
