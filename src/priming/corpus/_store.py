@@ -748,7 +748,7 @@ def _assemble_hits(parts, plan, limit: int | None) -> CaptionHits:
             schema=_amb_schema(),
         )
     else:
-        ambiguous = _amb_schema().empty_table()
+        ambiguous = _no_ambiguous()  # tables are immutable: one shared empty table
     return CaptionHits(table=table, ambiguous=ambiguous, counts=counts)
 
 
@@ -766,6 +766,11 @@ def _hit_schema():
             ("similarity", pa.float32()),
         ]
     )
+
+
+@functools.lru_cache(maxsize=1)
+def _no_ambiguous():
+    return _amb_schema().empty_table()
 
 
 @functools.lru_cache(maxsize=1)
