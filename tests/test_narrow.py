@@ -120,3 +120,20 @@ def test_pool_save_load(tmp_path):
     assert "| **total** | 20 |" in back.stats_table()
     with pytest.raises(DataError, match="not a saved priming pool"):
         PrimingPool.load(tmp_path)
+
+
+def test_ivf_method_high_recall_on_clustered_pool():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(5)
+    mu = rng.standard_normal((20, 16)).astype(np.float32)
+    lab = rng.integers(0, 20, 4000)
+    P = mu[lab] + 0.2 * rng.standard_normal((4000, 16)).astype(np.float32)
+    Q = mu[rng.integers(0, 20, 50)] + 0.2 * rng.standard_normal((50, 16)).astype(np.float32)
+    _, exact = pool_neighbors(P, Q, 5)
+    _, approx = pool_neighbors(P, Q, 5, method="ivf", nprobe=64)  # every list: exact
+    assert np.array_equal(np.sort(exact, 1), np.sort(approx, 1))
+    _, approx = pool_neighbors(P, Q, 5, method="ivf", nprobe=8)
+    recall = len(np.intersect1d(np.unique(exact), np.unique(approx))) / len(np.unique(exact))
+    assert recall > 0.8
+    pool = PrimingPool(P, lab, [f"c{j}" for j in range(20)])
+    assert len(narrow_pool(pool, Q, k=5, method="ivf", nprobe=64)) == len(np.unique(exact))

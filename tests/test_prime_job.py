@@ -291,3 +291,26 @@ def test_cli_prime_from_config_then_predict(world, tmp_path, capsys):
     assert [r.split(",")[1] for r in rows] == ["cherry", "banana"]
     assert main(["predict", "--head", str(tmp_path), "--data", str(tmp_path / "x.npy")]) == 2
     assert "no head.json" in capsys.readouterr().err
+
+
+def test_knn_and_both_recall_on_real_corpus(world):
+    from priming.corpus import open_corpus
+    from priming.heads import build_text_weights
+
+    tmp, enc, corpus_dir = world
+    c = open_corpus(corpus_dir)
+    T = build_text_weights(enc, FRUITS, templates="identity")
+    knn = build_pool(
+        c, FRUITS, T, per_class=10, recall="knn", agreement=False, dedup_threshold=None
+    )
+    assert list(knn.stats()) == ["knn", "nsfw", "dedup-url", "cap"]
+    E = c.embeddings(list(range(c.n_rows)))
+    top = np.argsort(-(E @ (T / np.linalg.norm(T, axis=1, keepdims=True)).T), axis=0)[
+        :10
+    ]  # brute force
+    for r, lab in zip(knn.row_ids.tolist(), knn.labels.tolist()):
+        assert r in top[:, lab]
+    assert len(knn) >= 10
+    both = build_pool(c, FRUITS, T, per_class=None, recall="both", agreement=False, knn_k=5)
+    search = build_pool(c, FRUITS, T, per_class=None, agreement=False)
+    assert set(search.row_ids) <= set(both.row_ids)

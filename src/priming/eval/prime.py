@@ -86,6 +86,8 @@ class PrimeConfig:
                 errors.append(f"unknown setting {k!r} (valid: {', '.join(sorted(names))})")
             else:
                 clean[key] = v
+        if isinstance(clean.get("compare"), str):
+            clean["compare"] = [clean["compare"]]
         cfg = cls(**clean)
         errors += cfg._problems()
         if errors:
@@ -108,6 +110,15 @@ class PrimeConfig:
                 e.append(f"{p}: {v!r} does not exist")
         if self.templates and not isinstance(self.templates, str):
             e.append(f"templates must be a set name or a file path, got {self.templates!r}")
+        elif self.templates:
+            from priming.heads import TEMPLATE_SETS
+
+            t = self.templates
+            if t not in TEMPLATE_SETS and "{}" not in t and not Path(t).is_file():
+                e.append(
+                    f"templates {t!r} is neither a built-in set ({', '.join(TEMPLATE_SETS.names())}) "
+                    "nor an existing file"
+                )
         for b in (
             "transductive",
             "guided",

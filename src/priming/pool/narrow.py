@@ -39,24 +39,33 @@ def pool_neighbors(
     method: str = "exact",
     chunk_size: int = 16384,
     query_chunk: int = 1024,
+    nprobe: int = 16,
+    random_state=0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each query's ``k`` nearest pool rows by cosine similarity: ``(scores, rows)``.
 
     With ``same_class`` (one class index per query) a query only sees pool rows whose
     ``pool_labels`` equal its class; classes with fewer than ``k`` rows pad with -1.
-    ``method="faiss"`` uses ``faiss.knn`` (pool rows must be unit length); ``"exact"``
-    is the chunked numpy search. Both are exact.
+    ``method="exact"`` is the chunked numpy search; ``"faiss"`` uses ``faiss.knn`` (also
+    exact). ``"ivf"`` builds a faiss inverted-file index (≈√n lists, k-means on a sample)
+    and scans the ``nprobe`` nearest lists per query: approximate, for large pools
+    (measure its recall against ``"exact"`` on your data; ``benchmarks/bench_priming.py``
+    reports it). ``same_class`` always uses the exact search within each class.
     """
     if int(k) < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
     k = int(k)
     P = pool_embeddings
     Q = _check_queries(query_embeddings, P.shape[1])
-    if method not in ("exact", "faiss"):
-        raise ConfigError(f"method must be 'exact' or 'faiss', got {method!r}")
+    if method not in ("exact", "faiss", "ivf"):
+        raise ConfigError(f"method must be 'exact', 'faiss' or 'ivf', got {method!r}")
     if same_class is None:
         if method == "faiss":
             return _faiss_knn(Q, P, k)
+        if method == "ivf":
+            return _faiss_ivf(
+                Q, P, k, nprobe=nprobe, chunk=chunk_size * 4, random_state=random_state
+            )
         s, i = cosine_topk(Q, P, k, pool_chunk=chunk_size, query_chunk=query_chunk)
         return s, i
     if pool_labels is None:
@@ -103,6 +112,34 @@ def _faiss_knn(Q: np.ndarray, P: np.ndarray, k: int):
     return s.astype(np.float32), i.astype(np.int64)
 
 
+def _faiss_ivf(Q: np.ndarray, P: np.ndarray, k: int, nprobe: int, chunk: int, random_state):
+    try:
+        import faiss
+    except ImportError:
+        from priming.errors import missing_dependency
+
+        raise missing_dependency("faiss-cpu", "corpus") from None
+    n, d = P.shape
+    nlist = int(max(1, min(round(np.sqrt(n)), n // 39 or 1)))
+    rng = np.random.default_rng(random_state)
+    sample = np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))
+    Ps = P[sample].astype(np.float32)
+    Ps /= np.maximum(np.linalg.norm(Ps, axis=1, keepdims=True), 1e-12)
+    quant = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = int(rng.integers(2**31 - 1))
+    index.cp.niter = 10
+    index.train(Ps)
+    for a in range(0, n, chunk):
+        block = np.asarray(P[a : a + chunk], dtype=np.float32)
+        block = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        index.add(block)
+    index.nprobe = int(min(nprobe, nlist))
+    Qn = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
+    s, i = index.search(np.ascontiguousarray(Qn, dtype=np.float32), min(k, n))
+    return s.astype(np.float32), i.astype(np.int64)
+
+
 def narrow_pool(
     pool: PrimingPool,
     query_embeddings: np.ndarray,
@@ -111,12 +148,15 @@ def narrow_pool(
     *,
     method: str = "exact",
     chunk_size: int = 16384,
+    nprobe: int = 16,
 ) -> PrimingPool:
     """Transductive narrowing (METHODS §1.5): the union of every query's ``k`` nearest
     pool items (cosine), keeping their caption labels. Query labels are never used —
     except in the few-shot-guided variant, where ``same_class`` gives each query's (shot's)
     class (index into ``pool.class_names`` or a class name) and neighbours are drawn from
-    that class only. Memory stays O(queries × k + chunk).
+    that class only. Memory stays O(queries × k + chunk). ``method``: ``"exact"``
+    (default), ``"faiss"`` (exact) or ``"ivf"`` (approximate faiss index for large
+    pools, ``nprobe`` lists per query); see :func:`pool_neighbors`.
 
     Returns a new :class:`PrimingPool` with a ``"transductive"`` step in its stats.
     """
@@ -148,6 +188,7 @@ def narrow_pool(
         same_class=sc,
         method=method,
         chunk_size=chunk_size,
+        nprobe=nprobe,
     )
     keep = np.unique(rows[rows >= 0])
     log.info(
