@@ -82,3 +82,39 @@ def test_bad_labels_files(tmp_path):
     np.save(tmp_path / "l2d.npy", np.zeros((2, 2)))
     with pytest.raises(DataError, match="1-D"):
         load_embeddings(tmp_path / "x.npy", labels=tmp_path / "l2d.npy")
+
+
+# ------------------------------------------------------------------ output folders
+
+
+def test_embed_out_that_is_a_file_or_uncreatable(tmp_path, capsys):
+    from _fake_encoder import PixelEncoder
+
+    from priming.data import embed
+    from priming.errors import ConfigError
+
+    (tmp_path / "t.csv").write_text("text,label\nhello,a\nworld,b\n")
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        rc, _, err = _cli(
+            capsys, "embed", "--model", "nosuch:model", "--data", str(tmp_path / "t.csv"),
+            "--out", str(out), "--no-progress",
+        )  # fmt: skip
+        assert rc == 2
+        _one_line_error(err, str(out))
+    img = tmp_path / "imgs" / "a"
+    img.mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(img / "x.png")
+    with pytest.raises(ConfigError, match="afile.*not a folder"):
+        embed(PixelEncoder(), tmp_path / "imgs", cache_dir=tmp_path / "afile")
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--shard-size"])
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_embed_sizes_must_be_positive_before_the_model_loads(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["embed", "--model", "nosuch:m", "--data", "d", "--out", "o", flag, value])
+    assert exc.value.code == 2
+    assert "positive integer" in capsys.readouterr().err
