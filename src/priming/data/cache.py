@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from priming._fs import make_dir
 from priming.data.datasets import Dataset, open_dataset
 from priming.data.embeddings import EmbeddedData
 from priming.encoders.base import Encoder, l2_normalize
@@ -278,8 +279,7 @@ def embed(
         if cache_dtype == "float16":
             X = X.astype(np.float16).astype(np.float32)
         return _result(ds, ok, X, skipped, None, False, n, encoder)
-    root = Path(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = make_dir(cache_dir, "cache folder")
     key = cache_key(encoder, ds, cache_dtype)
     entry = root / key
     with _locked(root / f"{key}.lock"):

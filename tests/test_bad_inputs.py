@@ -1,0 +1,120 @@
+"""Bad input through the public entry points: one-line error naming the input, exit 2.
+
+Every case here crashed with a traceback (or silently accepted the input) before the fix
+it guards; the CLI runs in-process through ``priming.cli.main``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from priming.cli import main
+from priming.data import load_embeddings
+from priming.errors import DataError
+
+
+def _cli(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _one_line_error(err: str, *needles: str) -> None:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+# ------------------------------------------------------------------ embedding files
+
+
+@pytest.mark.parametrize("name", ["empty.npy", "empty.npz"])
+def test_empty_embedding_file_is_a_data_error(tmp_path, capsys, name):
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(DataError, match=name):
+        load_embeddings(tmp_path / name)
+    rc, _, err = _cli(
+        capsys, "embed", "--model", "precomputed", "--data", str(tmp_path / name),
+        "--out", str(tmp_path / "cache"), "--no-progress",
+    )  # fmt: skip
+    assert rc == 2
+    _one_line_error(err, name)
+
+
+def test_truncated_npz_is_a_data_error(tmp_path):
+    X = np.ones((4, 3), np.float32)
+    np.savez(tmp_path / "e.npz", embeddings=X)
+    data = (tmp_path / "e.npz").read_bytes()
+    (tmp_path / "t.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="t.npz"):
+        load_embeddings(tmp_path / "t.npz")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_embeddings_are_refused_naming_file_and_row(tmp_path, capsys, bad):
+    X = np.ones((5, 3), np.float32)
+    X[3, 1] = bad
+    np.savez(tmp_path / "nan.npz", embeddings=X, labels=np.arange(5))
+    with pytest.raises(DataError, match=r"nan\.npz.*NaN or infinite.*row 3"):
+        load_embeddings(tmp_path / "nan.npz")
+    np.save(tmp_path / "nan.npy", X.astype(np.float16))  # memory-mapped path
+    with pytest.raises(DataError, match="row 3"):
+        load_embeddings(tmp_path / "nan.npy")
+    rc, out, err = _cli(
+        capsys, "embed", "--model", "precomputed", "--data", str(tmp_path / "nan.npz"),
+        "--out", str(tmp_path / "cache"), "--no-progress",
+    )  # fmt: skip
+    assert rc == 2 and "precomputed embeddings" not in out
+    _one_line_error(err, "nan.npz", "NaN")
+
+
+def test_bad_labels_files(tmp_path):
+    X = np.ones((2, 3), np.float32)
+    np.save(tmp_path / "x.npy", X)
+    with pytest.raises(DataError, match="labels file .*missing.txt.* does not exist"):
+        load_embeddings(tmp_path / "x.npy", labels=tmp_path / "missing.txt")
+    (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(DataError, match="cannot read labels"):
+        load_embeddings(tmp_path / "x.npy", labels=tmp_path / "bin.txt")
+    np.save(tmp_path / "l2d.npy", np.zeros((2, 2)))
+    with pytest.raises(DataError, match="1-D"):
+        load_embeddings(tmp_path / "x.npy", labels=tmp_path / "l2d.npy")
+
+
+# ------------------------------------------------------------------ output folders
+
+
+def test_embed_out_that_is_a_file_or_uncreatable(tmp_path, capsys):
+    from _fake_encoder import PixelEncoder
+
+    from priming.data import embed
+    from priming.errors import ConfigError
+
+    (tmp_path / "t.csv").write_text("text,label\nhello,a\nworld,b\n")
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        rc, _, err = _cli(
+            capsys, "embed", "--model", "nosuch:model", "--data", str(tmp_path / "t.csv"),
+            "--out", str(out), "--no-progress",
+        )  # fmt: skip
+        assert rc == 2
+        _one_line_error(err, str(out))
+    img = tmp_path / "imgs" / "a"
+    img.mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(img / "x.png")
+    with pytest.raises(ConfigError, match="afile.*not a folder"):
+        embed(PixelEncoder(), tmp_path / "imgs", cache_dir=tmp_path / "afile")
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--shard-size"])
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_embed_sizes_must_be_positive_before_the_model_loads(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["embed", "--model", "nosuch:m", "--data", "d", "--out", "o", flag, value])
+    assert exc.value.code == 2
+    assert "positive integer" in capsys.readouterr().err
