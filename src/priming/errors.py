@@ -11,7 +11,7 @@ __all__ = [
     "PrimingError",
     "ConfigError",
     "DataError",
-    "NotFittedError",
+    "NotFittedError",  # noqa: F822 (provided by __getattr__)
     "MissingDependencyError",
     "UnknownNameError",
 ]
