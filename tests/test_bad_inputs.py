@@ -118,3 +118,96 @@ def test_embed_sizes_must_be_positive_before_the_model_loads(tmp_path, capsys, f
         main(["embed", "--model", "nosuch:m", "--data", "d", "--out", "o", flag, value])
     assert exc.value.code == 2
     assert "positive integer" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ sweep
+
+
+def _sweep_data(tmp_path):
+    from priming.eval.synthetic import make_subclusters
+
+    Xtr, ytr, Xte, yte = make_subclusters(3, 1, 4, 6, 4, random_state=0)
+    np.savez(tmp_path / "tr.npz", embeddings=Xtr, labels=ytr)
+    np.savez(tmp_path / "te.npz", embeddings=Xte, labels=yte)
+    np.savez(tmp_path / "te5.npz", embeddings=np.ones((4, 5), np.float32), labels=yte[:4])
+    np.savez(tmp_path / "text3.npz", weights=np.ones((3, 3), np.float32), labels=np.arange(3))
+
+
+def _write_sweep(tmp_path, name="s.yaml", output="res.csv", seeds="[0]", shots="[null]",
+                 train="tr.npz", test="te.npz", extra=""):  # fmt: skip
+    text = (
+        f"output: {output}\nseeds: {seeds}\nshots: {shots}\n"
+        f"datasets:\n  - {{dataset: syn, train: {train}, test: {test}{extra}}}\n"
+        "heads: [qi2018]\n"
+    )
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    "name, content, needle",
+    [
+        ("s.json", '{"heads":', "not valid JSON"),
+        ("s.yaml", b"\xff\xfe\x00bad", "cannot read sweep config"),
+    ],
+)
+def test_sweep_unreadable_config(tmp_path, capsys, name, content, needle):
+    p = tmp_path / name
+    p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    rc, _, err = _cli(capsys, "sweep", "--config", str(p), "--no-progress")
+    assert rc == 2
+    _one_line_error(err, name, needle)
+
+
+def test_sweep_config_directory(tmp_path, capsys):
+    rc, _, err = _cli(capsys, "sweep", "--config", str(tmp_path))
+    assert rc == 2
+    _one_line_error(err, "is not a file")
+
+
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        (dict(seeds="[]"), "seeds: empty list"),
+        (dict(shots="[]"), "shots: empty list"),
+        (dict(seeds="[-1]"), "seeds: -1 is not a non-negative integer"),
+        (dict(output="res.txt"), "must end in .parquet or .csv"),
+    ],
+)
+def test_sweep_config_values_rejected_up_front(tmp_path, capsys, kw, needle):
+    _sweep_data(tmp_path)
+    cfg = _write_sweep(tmp_path, **kw)
+    rc, out, err = _cli(capsys, "sweep", "--config", str(cfg), "--no-progress")
+    assert rc == 2 and needle in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("res")) == []
+
+
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        (dict(test="te5.npz"), "different widths"),
+        (dict(output="s.yaml/res.csv"), "s.yaml"),
+        (dict(extra=", text_weights: text3.npz"), "width 3"),
+        (dict(extra=", text_weights: s.yaml"), "cannot read text weights"),
+    ],
+)
+def test_sweep_bad_data_or_output_fails_before_writing(tmp_path, capsys, kw, needle):
+    _sweep_data(tmp_path)
+    cfg = _write_sweep(tmp_path, **kw)
+    rc, _, err = _cli(capsys, "sweep", "--config", str(cfg), "--no-progress")
+    assert rc == 2
+    _one_line_error(err, needle)
+    assert not any(p.name.startswith("res") for p in tmp_path.iterdir())
+
+
+def test_sweep_nan_embeddings_name_the_file(tmp_path, capsys):
+    _sweep_data(tmp_path)
+    with np.load(tmp_path / "tr.npz") as z:
+        X, y = z["embeddings"].copy(), z["labels"]
+    X[2, 0] = np.nan
+    np.savez(tmp_path / "trnan.npz", embeddings=X, labels=y)
+    cfg = _write_sweep(tmp_path, train="trnan.npz")
+    rc, _, err = _cli(capsys, "sweep", "--config", str(cfg), "--no-progress")
+    assert rc == 2
+    _one_line_error(err, "trnan.npz", "NaN")
+    assert not any(p.name.startswith("res") for p in tmp_path.iterdir())
