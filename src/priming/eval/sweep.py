@@ -666,8 +666,18 @@ def read_results(path: str | os.PathLike[str]) -> Any:
 
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"results file {p} does not exist")
-    return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+        raise DataError(
+            f"results file {p} " + ("is not a file" if p.exists() else "does not exist")
+        )
+    if p.suffix not in RESULT_SUFFIXES:
+        raise DataError(f"results file {p}: unsupported format (use .parquet or .csv)")
+    try:
+        return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"results file {p} is empty") from None
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        msg = " ".join(str(exc).split())
+        raise DataError(f"cannot read results file {p}: {msg}") from None
 
 
 def run_sweep(
