@@ -211,3 +211,70 @@ def test_sweep_nan_embeddings_name_the_file(tmp_path, capsys):
     assert rc == 2
     _one_line_error(err, "trnan.npz", "NaN")
     assert not any(p.name.startswith("res") for p in tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ report
+
+
+def _good_results(tmp_path):
+    rows = [
+        {"backbone": "b", "dataset": f"d{g}", "task": "all", "config": c, "seed": s,
+         "shots": -1, "top1": 0.5 + 0.1 * i + 0.01 * g}
+        for i, c in enumerate(["x", "y", "z"]) for g in range(3) for s in range(2)
+    ]  # fmt: skip
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(tmp_path / "res.csv", index=False)
+    return tmp_path / "res.csv"
+
+
+@pytest.mark.parametrize(
+    "name, content, needle",
+    [
+        ("empty.csv", b"", "is empty"),
+        ("header.csv", b"config,top1\n", "is empty"),
+        ("junk.csv", b"a\nb\nc,d\n", "cannot read results file"),
+        ("cols.csv", b"a,b\n1,2\n", "no column 'config'"),
+        ("junk.parquet", b"not parquet", "cannot read results file"),
+        ("res.txt", b"config,top1\nx,0.5\n", "unsupported format"),
+    ],
+)
+def test_report_on_empty_or_malformed_table(tmp_path, capsys, name, content, needle):
+    (tmp_path / name).write_bytes(content)
+    out = tmp_path / "rep"
+    rc, _, err = _cli(capsys, "report", str(tmp_path / name), "--out", str(out))
+    assert rc == 2
+    _one_line_error(err, name, needle)
+    assert not out.exists()  # nothing half-written
+
+
+def test_report_non_numeric_metric_and_bad_out(tmp_path, capsys):
+    res = _good_results(tmp_path)
+    out = tmp_path / "rep"
+    rc, _, err = _cli(capsys, "report", str(res), "--out", str(out), "--metric", "backbone")
+    assert rc == 2
+    _one_line_error(err, "'backbone'", "not numeric")
+    assert not out.exists()
+    (tmp_path / "afile").write_text("x")
+    rc, _, err = _cli(capsys, "report", str(res), "--out", str(tmp_path / "afile"))
+    assert rc == 2
+    _one_line_error(err, "afile", "not a folder")
+    rc, out_text, _ = _cli(capsys, "report", str(res), "--out", str(out))
+    assert rc == 0 and (out / "report.md").is_file()
+
+
+@pytest.mark.parametrize("argv", [["--limit", "-1"], ["--limit", "0"], ["--workers", "0"]])
+def test_sweep_cli_counts_must_be_positive(tmp_path, capsys, argv):
+    # --limit -1 used to slice todo[:-1] and silently drop the last run
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--config", str(tmp_path / "s.yaml"), *argv])
+    assert exc.value.code == 2 and "positive integer" in capsys.readouterr().err
+
+
+def test_sweep_cli_output_override_suffix(tmp_path, capsys):
+    _sweep_data(tmp_path)
+    cfg = _write_sweep(tmp_path)
+    rc, _, err = _cli(capsys, "sweep", "--config", str(cfg), "--output", str(tmp_path / "r.txt"))
+    assert rc == 2
+    _one_line_error(err, "r.txt", ".parquet or .csv")
+    assert not any(p.name.startswith("r.") for p in tmp_path.iterdir())
