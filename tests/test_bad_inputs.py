@@ -278,3 +278,40 @@ def test_sweep_cli_output_override_suffix(tmp_path, capsys):
     assert rc == 2
     _one_line_error(err, "r.txt", ".parquet or .csv")
     assert not any(p.name.startswith("r.") for p in tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ reproduce / demo
+
+
+def test_negative_seed_is_a_config_error(capsys):
+    from priming.errors import ConfigError
+    from priming.eval.synthetic import run_subcluster_experiment
+
+    with pytest.raises(ConfigError, match="seed must be a non-negative integer, got -1"):
+        run_subcluster_experiment([1], {"q": "qi2018"}, seeds=[-1])
+    rc, _, err = _cli(capsys, "demo", "--part", "imprint", "--d", "1", "--seed", "-1")
+    assert rc == 2
+    _one_line_error(err, "-1")
+
+
+def test_reproduce_synthetic_out_is_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    rc, _, err = _cli(capsys, "reproduce", "synthetic", "--out", str(tmp_path / "afile"),
+                      "--seeds", "0", "--d", "1")  # fmt: skip
+    assert rc == 2
+    _one_line_error(err, "afile", "not a folder")
+
+
+def test_reproduce_imprint_bad_arguments_leave_no_output(tmp_path, capsys):
+    emb = tmp_path / "emb" / "bb"
+    emb.mkdir(parents=True)
+    _sweep_data(tmp_path)
+    (tmp_path / "tr.npz").rename(emb / "mnist_train.npz")
+    (tmp_path / "te.npz").rename(emb / "mnist_test.npz")
+    out = tmp_path / "out"
+    rc, _, err = _cli(capsys, "reproduce", "imprint", "--embeddings", str(tmp_path / "emb"),
+                      "--out", str(out), "--shots", "0")  # fmt: skip
+    assert rc == 2 and "shots" in err and not out.exists()
+    rc, _, err = _cli(capsys, "reproduce", "imprint", "--embeddings", str(emb / "mnist_train.npz"))
+    assert rc == 2
+    _one_line_error(err, "mnist_train.npz", "is not a folder")
