@@ -315,3 +315,23 @@ def test_reproduce_imprint_bad_arguments_leave_no_output(tmp_path, capsys):
     rc, _, err = _cli(capsys, "reproduce", "imprint", "--embeddings", str(emb / "mnist_train.npz"))
     assert rc == 2
     _one_line_error(err, "mnist_train.npz", "is not a folder")
+
+
+# ------------------------------------------------------------------ heads
+
+
+@pytest.mark.parametrize(
+    "X, needle",
+    [
+        (np.where(np.eye(4, 3) > 0, np.nan, 1.0), "NaN"),
+        (np.where(np.eye(4, 3) > 0, np.inf, 1.0), "infinity"),
+        (np.ones(4), "Expected 2D array"),
+    ],
+)
+def test_imprinted_head_data_errors_are_one_line(X, needle):
+    from priming.heads import ImprintedHead
+
+    with pytest.raises(DataError) as exc:
+        ImprintedHead().fit(X, [0, 1, 0, 1])
+    msg = str(exc.value)
+    assert needle in msg and "\n" not in msg and "HistGradientBoosting" not in msg, msg
