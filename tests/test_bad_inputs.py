@@ -335,3 +335,42 @@ def test_imprinted_head_data_errors_are_one_line(X, needle):
         ImprintedHead().fit(X, [0, 1, 0, 1])
     msg = str(exc.value)
     assert needle in msg and "\n" not in msg and "HistGradientBoosting" not in msg, msg
+
+
+def test_sweep_same_configuration_under_two_names_is_rejected_up_front(tmp_path, capsys):
+    # used to print the grid, create <output>.parts and then fail with "two runs of the sweep
+    # have the same configuration" without saying which
+    _sweep_data(tmp_path)
+    (tmp_path / "s.yaml").write_text(
+        "output: res.csv\nseeds: [0, 0]\n"
+        "datasets:\n  - {dataset: a, train: tr.npz, test: te.npz}\n"
+        "  - {dataset: b, train: tr.npz, test: te.npz}\n"
+        "heads:\n  - imprint-best\n  - {name: mine, generator: kmeans, n_proxies: 20}\n"
+    )
+    rc, out, err = _cli(capsys, "sweep", "--config", str(tmp_path / "s.yaml"), "--no-progress")
+    assert rc == 2 and "Traceback" not in err
+    assert "heads 'imprint-best', 'mine' are the same configuration" in err
+    assert "datasets default/a/all, default/b/all are the same files" in err
+    assert "seeds: repeated value(s) 0" in err
+    assert not any(p.name.startswith("res") for p in tmp_path.iterdir())
+
+
+def test_documented_sweep_example_is_valid(tmp_path):
+    """The YAML example in docs/evaluation.md parses into the grid it describes."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from priming.eval.sweep import parse_sweep_config
+
+    doc = (Path(__file__).parents[1] / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(.*?)```", doc, re.S).group(1)
+    data = yaml.safe_load(block)
+    for d in data["datasets"]:
+        for k in ("train", "test", "text_weights"):
+            (tmp_path / d[k]).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / d[k]).write_bytes(b"")
+    cfg = parse_sweep_config(data, tmp_path)
+    assert not cfg.rejected
+    assert len(cfg.heads) == len({(h.params, h.alpha) for h in cfg.heads}) >= 10
