@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from priming._fs import make_dir
 from priming.errors import ConfigError, DataError
 from priming.eval.synthetic import SubclusterTable, run_subcluster_experiment
 
@@ -79,6 +80,8 @@ def reproduce_synthetic(
     """
     from priming.eval.synthetic import default_configs
 
+    if out_dir is not None:  # an unusable folder fails before the experiment runs
+        make_dir(out_dir, "output folder")
     ks = sorted({int(k) for k in ks} | {int(mnn_k)})
     configs = default_configs(ks=ks, ms=ms, mnn_k=mnn_k)
     table = run_subcluster_experiment(d_values, configs, seeds=seeds, progress=progress)
@@ -120,7 +123,7 @@ def _write_synthetic(out: Path, table: SubclusterTable, ks, ms, mnn_k) -> dict[s
     from priming.eval.metrics import _atomic_write_bytes
     from priming.eval.plots import plot_lines
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "output folder")
     csv = out / "synthetic.csv"
     _atomic_write_bytes(csv, pd.DataFrame(table.records()).to_csv(index=False).encode())
     acc = table.accuracy * 100
@@ -185,7 +188,8 @@ def find_imprint_embeddings(
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"embeddings folder {root} does not exist")
+        state = "is not a folder" if root.exists() else "does not exist"
+        raise DataError(f"embeddings folder {root} {state}")
     found = {}
     for bdir in sorted(p for p in root.iterdir() if p.is_dir()):
         for ds in IMPRINT_DATASETS:
@@ -223,7 +227,6 @@ def reproduce_imprint(
 
     pairs = find_imprint_embeddings(embeddings)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     datasets = [
         {
             "backbone": b,
@@ -248,6 +251,7 @@ def reproduce_imprint(
     )
     if cfg.rejected:
         raise ConfigError(f"a Table 1 configuration was rejected: {cfg.rejected}")
+    make_dir(out, "output folder")
     info = run_sweep(cfg, progress=progress)
     df = read_results(info["output"])
     med = df.groupby(["config", "backbone", "dataset", "task"])["top1"].median()

@@ -63,13 +63,22 @@ _FORMAT = "priming.ImprintedHead/1"
 
 
 def _wrap_validation(fn, *args, **kwargs):
-    """Run a scikit-learn validation helper, turning its ValueErrors into DataError."""
+    """Run a scikit-learn validation helper, turning its ValueErrors into DataError.
+
+    Only the first line of scikit-learn's message is kept: the rest is advice for other
+    estimators (imputers, HistGradientBoosting) or a dump of the offending array, which
+    would turn a CLI error into a screenful.
+    """
     try:
         return fn(*args, **kwargs)
     except PrimingError:
         raise
     except ValueError as exc:
-        raise DataError(str(exc)) from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = lines[0].rstrip(":") if lines else type(exc).__name__
+        if first.startswith("Expected 2D array, got 1D array"):
+            first += ". Reshape your data to (n_samples, n_features)"
+        raise DataError(first) from None
 
 
 class ImprintedHead(ClassifierMixin, BaseEstimator):
