@@ -69,3 +69,20 @@ def test_cli_start_does_not_import_heavy_packages():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.strip() == ""
+
+
+def test_cli_turns_os_errors_into_one_line(capsys, monkeypatch):
+    import argparse
+
+    def boom(args: argparse.Namespace) -> int:
+        raise PermissionError(13, "Permission denied", "/root/forbidden")
+
+    from priming import cli
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser.set_defaults(func=boom, command="demo")
+    assert main([]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("priming demo: error:") and "/root/forbidden" in err
+    assert "Traceback" not in err
