@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from priming._fs import make_dir
+from priming._fs import atomic_output, make_dir
 from priming.data.datasets import Dataset, open_dataset
 from priming.data.embeddings import EmbeddedData
 from priming.encoders.base import Encoder, l2_normalize
@@ -69,16 +69,8 @@ def cache_key(encoder: Any, dataset: Dataset, cache_dtype: str = "float32") -> s
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(path, fsync=True, make_parents=False) as f:
+        write(f)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

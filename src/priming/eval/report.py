@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from priming._fs import make_dir
+from priming._fs import make_dir, write_bytes_atomic
 from priming.errors import DataError
-from priming.eval.metrics import _atomic_write_bytes
 from priming.eval.stats import _join_cols
 
 __all__ = ["write_report", "summary_table"]
@@ -294,9 +293,9 @@ def write_report(
         f"<style>{style}</style></head><body>{''.join(htm)}</body></html>"
     )
     md_path, html_path = out / "report.md", out / "report.html"
-    _atomic_write_bytes(md_path, "\n".join(md).encode("utf-8"))
-    _atomic_write_bytes(html_path, page.encode("utf-8"))
-    _atomic_write_bytes(
+    write_bytes_atomic(md_path, "\n".join(md).encode("utf-8"))
+    write_bytes_atomic(html_path, page.encode("utf-8"))
+    write_bytes_atomic(
         out / "figures.json", json.dumps({k: str(v) for k, v in figures.items()}).encode()
     )
     return {"markdown": md_path, "html": html_path, **figures}

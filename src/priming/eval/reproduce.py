@@ -103,7 +103,7 @@ def reproduce_synthetic(
         files = _write_synthetic(Path(out_dir), table, ks, ms, mnn_k)
     res = SyntheticFindings(table, best_k, peaks, max_eq, by_m, hurts, files)
     if out_dir is not None:
-        from priming.eval.metrics import _atomic_write_bytes
+        from priming._fs import write_bytes_atomic
 
         text = (
             "# Synthetic sub-cluster benchmark (IMPRINT findings)\n\n"
@@ -112,7 +112,7 @@ def reproduce_synthetic(
             f"{table.to_markdown()}\n\n## Findings\n\n```\n{res.summary()}\n```\n\n"
             "![accuracy vs k](acc_vs_k.png)\n\n![accuracy vs m](acc_vs_m.png)\n"
         )
-        _atomic_write_bytes(Path(out_dir) / "synthetic.md", text.encode())
+        write_bytes_atomic(Path(out_dir) / "synthetic.md", text.encode())
         files["markdown"] = Path(out_dir) / "synthetic.md"
     return res
 
@@ -120,12 +120,12 @@ def reproduce_synthetic(
 def _write_synthetic(out: Path, table: SubclusterTable, ks, ms, mnn_k) -> dict[str, Path]:
     import pandas as pd
 
-    from priming.eval.metrics import _atomic_write_bytes
+    from priming._fs import write_bytes_atomic
     from priming.eval.plots import plot_lines
 
     make_dir(out, "output folder")
     csv = out / "synthetic.csv"
-    _atomic_write_bytes(csv, pd.DataFrame(table.records()).to_csv(index=False).encode())
+    write_bytes_atomic(csv, pd.DataFrame(table.records()).to_csv(index=False).encode())
     acc = table.accuracy * 100
     series_k = {}
     for j, d in enumerate(table.d_values):

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from priming._fs import make_dir
+from priming._fs import atomic_path, make_dir, write_bytes_atomic
 from priming.errors import ConfigError, DataError, PrimingError
-from priming.eval.metrics import _atomic_write_bytes, classification_report, save_predictions
+from priming.eval.metrics import classification_report, save_predictions
 from priming.eval.protocol import sample_few_shot
 
 __all__ = [
@@ -641,7 +641,7 @@ def execute_run(run: Run, predictions_dir: str | None = None) -> dict[str, Any]:
 def _execute_and_store(run: Run, parts_dir: str, predictions_dir: str | None) -> dict[str, Any]:
     row = execute_run(run, predictions_dir)
     data = json.dumps(row, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
-    _atomic_write_bytes(Path(parts_dir) / f"{row['key']}.json", data.encode())
+    write_bytes_atomic(Path(parts_dir) / f"{row['key']}.json", data.encode())
     return row
 
 
@@ -669,16 +669,11 @@ def _write_table(rows: list[dict[str, Any]], path: Path) -> Path:
 
     df = pd.DataFrame(rows)
     make_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         if path.suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
