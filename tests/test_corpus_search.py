@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 from corpus_helpers import write_laion
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from priming.corpus import build_corpus, open_corpus, tokenize
@@ -260,3 +260,74 @@ def test_search_matches_brute_force_oracle(tmp_path_factory, captions, names, mo
     assert {r["row_id"]: set(r["labels"]) for r in h.ambiguous.to_pylist()} == {
         rid: ls for rid, ls in want.items() if len(ls) > 1
     }
+
+
+_SHARDED = {}
+# rows matched by both names of a label: the first name given must be reported
+_NAMED = ["dog and cat", "cat", "a dog", "red fox", "cat, dog", "dog", "red fox cat"]
+
+
+def _sharded_corpus(tmp_path_factory, captions):
+    """The captions split over three shards (some possibly empty of hits), NSFW and
+    similarity partly null, to check every column of every hit against ``rows``."""
+    key = tuple(captions)
+    if key not in _SHARDED:
+        root = tmp_path_factory.mktemp("s")
+        n = len(captions)
+        parts = np.array_split(np.arange(n), 3)
+        for s, part in enumerate(parts):
+            if not part.size:
+                continue
+            write_laion(
+                root / "in" / f"m{s}.parquet",
+                [captions[i] for i in part],
+                NSFW=[[None, "NSFW", "UNLIKELY"][i % 3] for i in part],
+                similarity=[None if i % 4 == 0 else 0.25 + i / 100 for i in part],
+            )
+        _SHARDED.clear()
+        _SHARDED[key] = open_corpus(build_corpus(root / "in", out=root / "c", workers=1))
+    return _SHARDED[key]
+
+
+@given(
+    captions=st.lists(text(), min_size=1, max_size=30),
+    synonyms=st.lists(st.lists(text(2), min_size=1, max_size=3), min_size=1, max_size=3),
+    limit=st.sampled_from([None, 1, 2, 5]),
+)
+@example(captions=_NAMED, synonyms=[["cat", "dog"], ["red fox"]], limit=None)
+@example(captions=_NAMED, synonyms=[["cat", "dog"], ["red fox"]], limit=2)
+@example(captions=_NAMED, synonyms=[["cat", "dog"]], limit=None)
+@example(captions=_NAMED, synonyms=[["cat", "dog"]], limit=2)
+def test_search_full_table_matches_oracle(tmp_path_factory, captions, synonyms, limit):
+    """Exact table, in order: labels in query order, row ids ascending, the first name
+    (in the order given) that matches, the first ``limit`` unambiguous rows per label;
+    every column equal to the stored row."""
+    c = _sharded_corpus(tmp_path_factory, captions)
+    queries = {f"L{i}": names for i, names in enumerate(synonyms)}
+    h = c.search_captions(queries, limit_per_label=limit)
+    first: dict[int, dict[str, str]] = {}  # row -> label -> first matching name
+    for rid, cap in enumerate(captions):
+        for label, names in queries.items():
+            hit = next((n for n in names if _phrase_in(n, cap)), None)
+            if hit is not None:
+                first.setdefault(rid, {})[label] = hit
+    want = []
+    for label in queries:
+        rows = [(rid, label, ls[label]) for rid, ls in sorted(first.items()) if list(ls) == [label]]
+        want += rows[:limit] if limit is not None else rows
+    got = h.table.to_pylist()
+    assert [(r["row_id"], r["label"], r["name"]) for r in got] == want
+    assert h.counts == {label: sum(w[1] == label for w in want) for label in queries}
+    amb = {r["row_id"]: r["labels"] for r in h.ambiguous.to_pylist()}
+    all_amb = {rid: list(ls) for rid, ls in first.items() if len(ls) > 1}
+    if limit is None:
+        assert amb == all_amb
+    else:
+        assert all(all_amb[rid] == labs for rid, labs in amb.items())
+    stored = c.rows([r["row_id"] for r in got]).to_pylist()
+    for r, s in zip(got, stored):
+        assert r["caption"] == s["caption"] == captions[r["row_id"]]
+        assert r["url"] == s["url"] and r["nsfw"] == s["nsfw"]
+        assert (np.isnan(r["similarity"]) and np.isnan(s["similarity"])) or np.isclose(
+            r["similarity"], s["similarity"]
+        )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from priming.errors import ConfigError, DataError, NotFittedError, PrimingError, UnknownNameError
@@ -357,3 +359,42 @@ _BINARY_2D = {
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+# ------------------------------------------------------------ property tests
+
+
+@given(
+    seed=st.integers(0, 10_000),
+    n_classes=st.integers(2, 6),
+    k=st.integers(1, 4),
+    generator=st.sampled_from(["mean", "kmeans", "fps", "cov_max", "all"]),
+)
+def test_property_partial_fit_in_random_groups_equals_fit(seed, n_classes, k, generator):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 9, size=n_classes)
+    y = np.repeat(np.arange(n_classes), counts)
+    X = (rng.normal(size=(y.size, 5)) + 2 * rng.normal(size=(n_classes, 5))[y]).astype(np.float32)
+    kw = dict(generator=generator, n_proxies=1 if generator == "mean" else k, random_state=seed)
+    full = ImprintedHead(**kw).fit(X, y)
+    inc = ImprintedHead(**kw)
+    groups = np.array_split(rng.permutation(n_classes), rng.integers(1, n_classes + 1))
+    for g in groups:
+        m = np.isin(y, g)
+        inc.partial_fit(X[m], y[m])
+    np.testing.assert_allclose(inc.weights_, full.weights_, atol=1e-5)
+    Xt = rng.normal(size=(7, 5)).astype(np.float32)
+    np.testing.assert_allclose(inc.decision_function(Xt), full.decision_function(Xt), atol=1e-5)
+
+
+@given(seed=st.integers(0, 10_000), perm_seed=st.integers(0, 100))
+def test_property_class_relabelling_permutes_score_columns(seed, perm_seed):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(5), 6)
+    X = rng.normal(size=(30, 4)).astype(np.float32)
+    perm = np.random.default_rng(perm_seed).permutation(5)
+    a = ImprintedHead(generator="kmeans", n_proxies=2, random_state=0).fit(X, y)
+    b = ImprintedHead(generator="kmeans", n_proxies=2, random_state=0).fit(X, perm[y])
+    Xt = rng.normal(size=(8, 4)).astype(np.float32)
+    # column perm[c] of b is column c of a
+    np.testing.assert_allclose(b.decision_function(Xt)[:, perm], a.decision_function(Xt), atol=1e-5)

@@ -46,3 +46,43 @@ def test_python_dash_m_runs():
         env=env,
     )
     assert out.stdout.startswith("priming ")
+
+
+def test_not_fitted_error_is_sklearns_and_ours():
+    from sklearn.exceptions import NotFittedError as SkNotFitted
+
+    from priming.errors import NotFittedError
+
+    assert issubclass(NotFittedError, SkNotFitted)
+    assert issubclass(NotFittedError, PrimingError)
+    assert priming.NotFittedError is NotFittedError
+
+
+def test_cli_start_does_not_import_heavy_packages():
+    code = (
+        "import sys, priming.cli; priming.cli.build_parser(); "
+        "heavy = [m for m in ('sklearn', 'scipy', 'torch', 'pyarrow', 'matplotlib') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_cli_turns_os_errors_into_one_line(capsys, monkeypatch):
+    import argparse
+
+    def boom(args: argparse.Namespace) -> int:
+        raise PermissionError(13, "Permission denied", "/root/forbidden")
+
+    from priming import cli
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser.set_defaults(func=boom, command="demo")
+    assert main([]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("priming demo: error:") and "/root/forbidden" in err
+    assert "Traceback" not in err

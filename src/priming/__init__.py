@@ -9,19 +9,27 @@ from priming.errors import (
     ConfigError,
     DataError,
     MissingDependencyError,
-    NotFittedError,
     PrimingError,
     UnknownNameError,
 )
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    if name == "NotFittedError":  # built lazily: it needs scikit-learn
+        from priming import errors
+
+        return errors.NotFittedError
+    raise AttributeError(f"module 'priming' has no attribute {name!r}")
+
+
 __all__ = [
     "__version__",
     "PrimingError",
     "ConfigError",
     "DataError",
-    "NotFittedError",
+    "NotFittedError",  # noqa: F822 (provided by __getattr__)
     "MissingDependencyError",
     "UnknownNameError",
 ]

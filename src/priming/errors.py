@@ -11,12 +11,10 @@ __all__ = [
     "PrimingError",
     "ConfigError",
     "DataError",
-    "NotFittedError",
+    "NotFittedError",  # noqa: F822 (provided by __getattr__)
     "MissingDependencyError",
     "UnknownNameError",
 ]
-
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 
 class PrimingError(Exception):
@@ -38,8 +36,24 @@ class UnknownNameError(ConfigError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class NotFittedError(PrimingError, _SklearnNotFittedError):
-    """An estimator used before ``fit``."""
+def _make_not_fitted_error() -> type:
+    # Subclasses scikit-learn's NotFittedError so scikit-learn's own checks accept it;
+    # built on first use so that `import priming` (and the CLI) need not import sklearn.
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+    class NotFittedError(PrimingError, _SklearnNotFittedError):
+        """An estimator used before ``fit``."""
+
+    NotFittedError.__module__ = __name__
+    return NotFittedError
+
+
+def __getattr__(name: str):
+    if name == "NotFittedError":
+        cls = _make_not_fitted_error()
+        globals()["NotFittedError"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class MissingDependencyError(PrimingError, ImportError):

@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PrimingError as exc:
         print(f"priming {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, permission denied, ...: one line, not a traceback
+        print(f"priming {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"priming {args.command}: interrupted", file=sys.stderr)
         return 130

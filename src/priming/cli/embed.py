@@ -6,6 +6,16 @@ import argparse
 import time
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "embed",
@@ -22,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, help="image folder, manifest, .tar shards or pattern")
     p.add_argument("--out", required=True, help="cache directory")
-    p.add_argument("--batch-size", type=int, default=64, help="items per forward pass (64)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="items per forward pass (64)"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda[:N], mps (default: best available)")
     p.add_argument(
         "--precision",
@@ -31,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="model precision (fp16 needs a GPU; default fp32)",
     )
     p.add_argument("--workers", type=int, default=None, help="image decoding threads")
-    p.add_argument("--shard-size", type=int, default=None, help="items per cache shard")
+    p.add_argument("--shard-size", type=_positive_int, default=None, help="items per cache shard")
     p.add_argument(
         "--cache-dtype",
         default="float32",
@@ -49,11 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from priming._fs import make_dir
     from priming.data import embed, open_dataset
     from priming.encoders import create_encoder
 
     t0 = time.perf_counter()
     dataset = open_dataset(args.data, fingerprint=args.fingerprint)
+    if dataset.kind != "embeddings":  # check --out before spending time on the model
+        make_dir(args.out, "cache folder (--out)")
     encoder = create_encoder(args.model, device=args.device, precision=args.precision)
     print(
         f"{encoder.name}: dim {encoder.dim} on {encoder.device} ({encoder.precision}); "

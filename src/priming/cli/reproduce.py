@@ -102,17 +102,30 @@ def _register_np(rsub) -> None:
     n.set_defaults(func=run_neural_priming)
 
 
+class _LazyBar:
+    """A tqdm bar opened on the first progress report, so that input errors raised before
+    any work starts print only the one-line error (no empty bar)."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc, self.bar = desc, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="fit")
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _bar(desc: str):
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc=desc, unit="fit")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    return bar, progress
+    bar = _LazyBar(desc)
+    return bar, bar
 
 
 def run_synthetic(args: argparse.Namespace) -> int:

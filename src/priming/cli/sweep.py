@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
@@ -15,8 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, help="sweep description (YAML or JSON)")
     p.add_argument("--output", help="override the results table path (.parquet or .csv)")
-    p.add_argument("--workers", type=int, help="parallel processes (default: from the config)")
-    p.add_argument("--limit", type=int, help="stop after this many new runs")
+    p.add_argument(
+        "--workers", type=_positive_int, help="parallel processes (default: from the config)"
+    )
+    p.add_argument("--limit", type=_positive_int, help="stop after this many new runs")
     p.add_argument("--dry-run", action="store_true", help="validate and list the grid, run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -25,11 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from priming.errors import ConfigError
     from priming.eval.sweep import expand_runs, load_sweep_config, run_sweep
 
     cfg = load_sweep_config(args.config)
     if args.output:
         cfg.output = Path(args.output)
+        if cfg.output.suffix not in (".parquet", ".csv"):
+            raise ConfigError(f"--output {args.output!r} must end in .parquet or .csv")
     for where, reason in cfg.rejected:
         print(f"rejected {where}: {reason}")
     runs = expand_runs(cfg)

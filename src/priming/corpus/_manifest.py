@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from priming._fs import write_bytes_atomic, write_json_atomic
 from priming.errors import DataError
 
 SCHEMA_VERSION = 1
@@ -35,22 +34,12 @@ __all__ = [
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(Path(tmp))
-        raise
+    """Write ``data`` to ``path`` atomically, forced to disk before the rename."""
+    write_bytes_atomic(path, data, fsync=True)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=False) + "\n").encode())
+    write_json_atomic(path, obj, fsync=True, indent=1, sort_keys=False)
 
 
 def _unlink_quietly(path: Path) -> None:

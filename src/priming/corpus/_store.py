@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -54,19 +55,32 @@ class _Tokenizer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._con = sqlite3.connect(":memory:", check_same_thread=False)
-        self._con.execute(f"CREATE VIRTUAL TABLE t USING fts5(x, tokenize='{TOKENIZER}')")
+        self._con = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self._con.execute(
+            f"CREATE VIRTUAL TABLE t USING fts5(x, content='', tokenize='{TOKENIZER}')"
+        )
         self._con.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
 
-    def __call__(self, text: str) -> list[str]:
-        with self._lock:
-            self._con.execute("DELETE FROM t")
-            self._con.execute("INSERT INTO t(rowid, x) VALUES (1, ?)", (text,))
-            rows = self._con.execute("SELECT term FROM v ORDER BY offset").fetchall()
-        return [r[0] for r in rows]
+    def __call__(self, text: str) -> tuple[str, ...]:
+        with self._lock:  # insert, read the tokens back, roll back: the table stays empty
+            self._con.execute("BEGIN")
+            try:
+                self._con.execute("INSERT INTO t(rowid, x) VALUES (1, ?)", (text,))
+                rows = self._con.execute("SELECT term FROM v ORDER BY offset").fetchall()
+            finally:
+                self._con.execute("ROLLBACK")
+        return tuple(r[0] for r in rows)
 
 
 _TOKENIZER: _Tokenizer | None = None
+
+
+@functools.lru_cache(maxsize=65536)
+def _tokens(text: str) -> tuple[str, ...]:
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        _TOKENIZER = _Tokenizer()
+    return _TOKENIZER(text)
 
 
 def tokenize(text: str) -> list[str]:
@@ -75,10 +89,7 @@ def tokenize(text: str) -> list[str]:
     A token is a maximal run of letters, digits (Unicode categories L*, N*) and private-use
     characters; every other character separates tokens.
     """
-    global _TOKENIZER
-    if _TOKENIZER is None:
-        _TOKENIZER = _Tokenizer()
-    return _TOKENIZER(text)
+    return list(_tokens(text))
 
 
 def _quote(token: str) -> str:
@@ -261,6 +272,7 @@ class Corpus:
             uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
             con = sqlite3.connect(uri, uri=True, check_same_thread=False)
             con.execute("PRAGMA cache_size=-65536")
+            con.execute("PRAGMA mmap_size=1099511627776")  # read pages in place, no copies
             return con
 
     def _release(self, si: int, con: sqlite3.Connection) -> None:
@@ -307,107 +319,125 @@ class Corpus:
             raise ConfigError(
                 f"limit_per_label must be a positive integer or None, got {limit_per_label!r}"
             )
-        labels = [label for label, _ in plan]
         parts = self._map_shards(
             lambda si: self._search_shard(si, plan, limit_per_label),
             [(si,) for si in range(len(self.shards))],
         )
-        pa = _pa()
-        cols: dict[str, list] = {c: [] for c in HIT_COLUMNS}
-        amb_ids: list[int] = []
-        amb_labels: list[list[str]] = []
-        counts = dict.fromkeys(labels, 0)
-        for li, label in enumerate(labels):
-            for hits, _ in parts:
-                rows = hits[li]
-                if limit_per_label is not None:
-                    rows = rows[: limit_per_label - counts[label]]
-                for r in rows:
-                    cols["row_id"].append(r[0])
-                    cols["label"].append(label)
-                    cols["name"].append(r[1])
-                    cols["caption"].append(r[2])
-                    cols["url"].append(r[3])
-                    cols["nsfw"].append(None if r[4] is None else bool(r[4]))
-                    cols["similarity"].append(np.nan if r[5] is None else r[5])
-                counts[label] += len(rows)
-        for _, amb in parts:
-            for rid, lis in amb:
-                amb_ids.append(rid)
-                amb_labels.append([labels[i] for i in lis])
-        table = pa.table(
-            {
-                "row_id": pa.array(cols["row_id"], pa.int64()),
-                "label": pa.array(cols["label"], pa.string()),
-                "name": pa.array(cols["name"], pa.string()),
-                "caption": pa.array(cols["caption"], pa.string()),
-                "url": pa.array(cols["url"], pa.string()),
-                "nsfw": pa.array(cols["nsfw"], pa.bool_()),
-                "similarity": pa.array(cols["similarity"], pa.float32()),
-            }
-        )
-        ambiguous = pa.table(
-            {
-                "row_id": pa.array(amb_ids, pa.int64()),
-                "labels": pa.array(amb_labels, pa.list_(pa.string())),
-            }
-        )
-        return CaptionHits(table=table, ambiguous=ambiguous, counts=counts)
+        return _assemble_hits(parts, plan, limit_per_label)
+
+    # Every shard answers with rowids first (FTS5 only, no row fetch); labels and
+    # ambiguity are decided with numpy set operations on those ids; then the metadata of
+    # the kept rows is fetched in one statement. A single label cannot be ambiguous, so
+    # it skips the id phase and fetches its rows straight from the FTS5 match.
+    _HIT_SQL = (
+        "SELECT r.id + ?, r.caption, r.url, r.nsfw, r.similarity FROM captions "
+        "JOIN rows r ON r.id = captions.rowid WHERE captions MATCH ? ORDER BY captions.rowid"
+    )
+    _ROWS_SQL = (
+        "SELECT id + ?, caption, url, nsfw, similarity FROM rows "
+        "WHERE id IN (SELECT value FROM json_each(?))"
+    )
 
     def _search_shard(self, si: int, plan, limit: int | None):
+        """One shard's hits: ``(label_idx, name_idx, rows, ambiguous)``; ``rows`` are
+        ``(global_id, caption, url, nsfw, similarity)`` tuples aligned with the index
+        arrays; ``ambiguous`` is a list of ``(global_id, [label_idx, ...])``."""
         con = self._acquire(si)
         try:
-            if limit is None:
-                member = self._match_all(con, plan)
-            else:
-                member = self._match_limited(con, plan, limit)
             offset = int(self._offsets[si])
-            n_labels = len(plan)
-            per_label: list[list[tuple[int, str]]] = [[] for _ in range(n_labels)]
-            amb = []
-            for rid in sorted(member):
-                labs = member[rid]
-                if len(labs) == 1:
-                    ((li, name),) = labs.items()
-                    per_label[li].append((rid, name))
-                else:
-                    amb.append((rid + offset, sorted(labs)))
-            if limit is not None:
-                per_label = [rows[:limit] for rows in per_label]
-            wanted = [rid for rows in per_label for rid, _ in rows]
-            meta = self._fetch(con, wanted, "id, caption, url, nsfw, similarity")
-            hits = [
-                [(rid + offset, name, *meta[rid][1:]) for rid, name in rows] for rows in per_label
-            ]
-            return hits, amb
+            if len(plan) == 1:
+                return self._search_one_label(con, plan[0][1], limit, offset)
+            if limit is None:
+                ids, li, ni, amb = self._match_sets(con, plan)
+            else:
+                ids, li, ni, amb = _member_arrays(self._match_limited(con, plan, limit), limit)
+            rows = self._fetch_hits(con, ids, offset)
+            return li, ni, rows, [(rid + offset, labs) for rid, labs in amb]
         finally:
             self._release(si, con)
 
-    @staticmethod
-    def _match_all(con, plan) -> dict[int, dict[int, str]]:
-        member: dict[int, dict[int, str]] = {}
-        sql = "SELECT rowid FROM captions WHERE captions MATCH ?"
-        for li, (_, names) in enumerate(plan):
-            for name, expr in names:
-                for (rid,) in con.execute(sql, (expr,)):
-                    member.setdefault(rid, {}).setdefault(li, name)
-        return member
+    def _search_one_label(self, con, names, limit: int | None, offset: int):
+        sql = self._HIT_SQL if limit is None else self._HIT_SQL + " LIMIT ?"
+        extra = () if limit is None else (limit,)
+        got = [con.execute(sql, (offset, expr, *extra)).fetchall() for _, expr in names]
+        if len(names) == 1:
+            rows = got[0]
+            ni = np.zeros(len(rows), np.int32)
+        else:  # a row matched by several names counts once, under the first name
+            seen: dict[int, tuple[int, tuple]] = {}
+            for k, rows in enumerate(got):
+                for r in rows:
+                    if r[0] not in seen:
+                        seen[r[0]] = (k, r)
+            keys = sorted(seen)[:limit] if limit is not None else sorted(seen)
+            rows = [seen[k][1] for k in keys]
+            ni = np.fromiter((seen[k][0] for k in keys), np.int32, len(keys))
+        return np.zeros(len(rows), np.int32), ni, rows, []
 
-    def _match_limited(self, con, plan, limit: int) -> dict[int, dict[int, str]]:
+    @staticmethod
+    def _rowids(con, expr: str) -> np.ndarray:
+        cur = con.execute("SELECT rowid FROM captions WHERE captions MATCH ?", (expr,))
+        return np.fromiter((r for (r,) in cur), np.int64)
+
+    def _match_sets(self, con, plan):
+        """Every hit of every label, as arrays: unambiguous ``ids`` (ascending) with their
+        label and first matching name, plus the ambiguous ``(id, [labels])``."""
+        per_ids, per_names = [], []
+        for _, names in plan:
+            found = [self._rowids(con, expr) for _, expr in names]
+            if len(found) == 1:
+                ids, ni = found[0], np.zeros(found[0].size, np.int32)
+            else:
+                cat = np.concatenate(found)
+                which = np.repeat(np.arange(len(found), dtype=np.int32), [a.size for a in found])
+                ids, first = np.unique(cat, return_index=True)  # first occurrence = first name
+                ni = which[first]
+            per_ids.append(ids)
+            per_names.append(ni)
+        all_ids = np.concatenate(per_ids)
+        all_li = np.repeat(np.arange(len(plan), dtype=np.int32), [a.size for a in per_ids])
+        all_ni = np.concatenate(per_names)
+        uniq, counts = np.unique(all_ids, return_counts=True)
+        multi = uniq[counts > 1]
+        amb: list[tuple[int, list[int]]] = []
+        if multi.size:
+            is_amb = np.isin(all_ids, multi)
+            a_ids, a_li = all_ids[is_amb], all_li[is_amb]
+            o = np.lexsort((a_li, a_ids))
+            a_ids, a_li = a_ids[o], a_li[o]
+            cuts = np.flatnonzero(np.diff(a_ids)) + 1
+            for rid, labs in zip(a_ids[np.r_[0, cuts]], np.split(a_li, cuts)):
+                amb.append((int(rid), labs.tolist()))
+            keep = ~is_amb
+            all_ids, all_li, all_ni = all_ids[keep], all_li[keep], all_ni[keep]
+        o = np.argsort(all_ids, kind="stable")
+        return all_ids[o], all_li[o], all_ni[o], amb
+
+    def _fetch_hits(self, con, ids: np.ndarray, offset: int) -> list[tuple]:
+        """Metadata rows for ascending local ``ids``, in that order."""
+        if not ids.size:
+            return []
+        rows = con.execute(self._ROWS_SQL, (offset, json.dumps(ids.tolist()))).fetchall()
+        got = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        if got.size != ids.size or not np.array_equal(got, ids + offset):  # pragma: no cover
+            pos = {r[0]: r for r in rows}
+            rows = [pos[int(i) + offset] for i in ids]
+        return rows
+
+    def _match_limited(self, con, plan, limit: int) -> dict[int, dict[int, int]]:
         """Fetch about ``limit`` rows per label, then decide every fetched row's labels
-        exactly by matching all names against those rows' captions in memory."""
+        exactly by matching all names against those rows' captions in memory.
+
+        Returns local row id -> {label index: index of its first matching name}."""
         sql = (
             "SELECT rowid FROM captions WHERE captions MATCH ? AND rowid > ? ORDER BY rowid LIMIT ?"
         )
-        cursors = [[[name, expr, -1, False] for name, expr in names] for _, names in plan]
-        member: dict[int, dict[int, str]] = {}
-        mem = None
-        if len(plan) > 1:
-            mem = sqlite3.connect(":memory:")
-            mem.execute(
-                f"CREATE VIRTUAL TABLE m USING fts5(caption, detail=full, tokenize='{TOKENIZER}')"
-            )
-        fetched: dict[int, dict[int, str]] = {}
+        cursors = [[[expr, -1, False] for _, expr in names] for _, names in plan]
+        member: dict[int, dict[int, int]] = {}
+        mem = sqlite3.connect(":memory:")
+        mem.execute(
+            f"CREATE VIRTUAL TABLE m USING fts5(caption, detail=full, tokenize='{TOKENIZER}')"
+        )
         while True:
             new: set[int] = set()
             have = Counter(next(iter(labs)) for labs in member.values() if len(labs) == 1)
@@ -416,35 +446,27 @@ class Corpus:
                 if want <= 0:
                     continue
                 for cur in curs:
-                    if cur[3]:
+                    if cur[2]:
                         continue
-                    got = [r for (r,) in con.execute(sql, (cur[1], cur[2], want))]
+                    got = [r for (r,) in con.execute(sql, (cur[0], cur[1], want))]
                     if len(got) < want:
-                        cur[3] = True
+                        cur[2] = True
                     if got:
-                        cur[2] = got[-1]
-                    for rid in got:
-                        fetched.setdefault(rid, {}).setdefault(li, cur[0])
-                        if rid not in member:
-                            new.add(rid)
+                        cur[1] = got[-1]
+                    new.update(r for r in got if r not in member)
             if not new:
                 break
-            if mem is None:
-                for rid in new:
-                    member[rid] = fetched[rid]
-                continue
             caps = self._fetch(con, sorted(new), "id, caption")
             mem.executemany("INSERT INTO m(rowid, caption) VALUES (?, ?)", caps.values())
             ids_json = json.dumps(sorted(new))
             for li, (_, names) in enumerate(plan):
-                for name, expr in names:
+                for ni, (_, expr) in enumerate(names):
                     q = "SELECT rowid FROM m WHERE m MATCH ? AND rowid IN (SELECT value FROM json_each(?))"
                     for (rid,) in mem.execute(q, (expr, ids_json)):
-                        member.setdefault(rid, {}).setdefault(li, name)
-            if not any(not c[3] for curs in cursors for c in curs):
+                        member.setdefault(rid, {}).setdefault(li, ni)
+            if not any(not c[2] for curs in cursors for c in curs):
                 break
-        if mem is not None:
-            mem.close()
+        mem.close()
         return member
 
     @staticmethod
@@ -630,6 +652,131 @@ class Corpus:
             cand,
             k,
         )
+
+
+def _member_arrays(member: dict[int, dict[int, int]], limit: int):
+    """``_match_limited``'s result as ``_match_sets`` returns it, at most ``limit`` rows
+    per label (lowest ids first)."""
+    ids, lis, nis = [], [], []
+    have: Counter = Counter()
+    amb = []
+    for rid in sorted(member):
+        labs = member[rid]
+        if len(labs) == 1:
+            ((li, ni),) = labs.items()
+            if have[li] < limit:
+                have[li] += 1
+                ids.append(rid)
+                lis.append(li)
+                nis.append(ni)
+        else:
+            amb.append((rid, sorted(labs)))
+    return (
+        np.array(ids, np.int64),
+        np.array(lis, np.int32),
+        np.array(nis, np.int32),
+        amb,
+    )
+
+
+def _assemble_hits(parts, plan, limit: int | None) -> CaptionHits:
+    """Merge the shards' hits into one table: grouped by label in query order, row ids
+    ascending within a label, the first ``limit`` rows of each label."""
+    pa = _pa()
+    labels = [label for label, _ in plan]
+    li = np.concatenate([p[0] for p in parts]).astype(np.intp)
+    ni = np.concatenate([p[1] for p in parts]).astype(np.intp)
+    rows = [r for p in parts for r in p[2]] if len(parts) > 1 else parts[0][2]
+    n = len(rows)
+    if n:
+        rid, cap, url, nsfw, sim = zip(*rows)
+    else:
+        rid = cap = url = nsfw = sim = ()
+    rid = np.fromiter(rid, np.int64, n)
+    # shards come in row order and each shard's rows ascend, so with one label (the
+    # common case) the rows are already in final order
+    if len(plan) == 1:
+        order = np.arange(min(n, limit) if limit is not None else n)
+    else:
+        order = np.lexsort((rid, li))
+        if limit is not None:
+            sl = li[order]
+            rank = np.arange(sl.size) - np.searchsorted(sl, sl, side="left")
+            order = order[rank < limit]
+    identity = order.size == n and (len(plan) == 1 or bool((order == np.arange(n)).all()))
+    take = None if identity else pa.array(order)
+
+    def col(values, typ):
+        arr = pa.array(values, typ)
+        if take is not None:
+            arr = arr.take(take)
+        return arr
+
+    li_o = li[order]
+    if len(plan) == 1:
+        label_col = pa.array([labels[0]] * order.size, pa.string())
+    else:
+        label_col = pa.array(labels, pa.string()).take(pa.array(li_o))
+    names = [name for _, ns in plan for name, _ in ns]
+    if len(names) == 1:
+        name_col = pa.array([names[0]] * order.size, pa.string())
+    else:
+        base = np.cumsum([0] + [len(ns) for _, ns in plan])[:-1]
+        name_col = pa.array(names, pa.string()).take(pa.array(base[li_o] + ni[order]))
+    nsfw_col = [None if v is None else v != 0 for v in nsfw]
+    sim_col = np.fromiter((np.nan if v is None else v for v in sim), np.float32, n)
+    table = pa.Table.from_arrays(
+        [
+            pa.array(rid[order]),
+            label_col,
+            name_col,
+            col(cap, pa.string()),
+            col(url, pa.string()),
+            col(nsfw_col, pa.bool_()),
+            pa.array(sim_col[order]),
+        ],
+        schema=_hit_schema(),
+    )
+    counts = dict(zip(labels, np.bincount(li_o, minlength=len(labels)).tolist()))
+    amb = [a for p in parts for a in p[3]]
+    if amb:
+        ambiguous = pa.Table.from_arrays(
+            [
+                pa.array([rid for rid, _ in amb], pa.int64()),
+                pa.array([[labels[i] for i in lis] for _, lis in amb], pa.list_(pa.string())),
+            ],
+            schema=_amb_schema(),
+        )
+    else:
+        ambiguous = _no_ambiguous()  # tables are immutable: one shared empty table
+    return CaptionHits(table=table, ambiguous=ambiguous, counts=counts)
+
+
+@functools.lru_cache(maxsize=1)
+def _hit_schema():
+    pa = _pa()
+    return pa.schema(
+        [
+            ("row_id", pa.int64()),
+            ("label", pa.string()),
+            ("name", pa.string()),
+            ("caption", pa.string()),
+            ("url", pa.string()),
+            ("nsfw", pa.bool_()),
+            ("similarity", pa.float32()),
+        ]
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _no_ambiguous():
+    return _amb_schema().empty_table()
+
+
+@functools.lru_cache(maxsize=1)
+def _amb_schema():
+    pa = _pa()
+    return pa.schema([("row_id", pa.int64()), ("labels", pa.list_(pa.string()))])
 
 
 def _merge_topk(d1, i1, d2, i2, k):

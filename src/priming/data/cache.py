@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from priming._fs import atomic_output, make_dir
 from priming.data.datasets import Dataset, open_dataset
 from priming.data.embeddings import EmbeddedData
 from priming.encoders.base import Encoder, l2_normalize
@@ -68,16 +69,8 @@ def cache_key(encoder: Any, dataset: Dataset, cache_dtype: str = "float32") -> s
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(path, fsync=True, make_parents=False) as f:
+        write(f)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -278,8 +271,7 @@ def embed(
         if cache_dtype == "float16":
             X = X.astype(np.float16).astype(np.float32)
         return _result(ds, ok, X, skipped, None, False, n, encoder)
-    root = Path(cache_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    root = make_dir(cache_dir, "cache folder")
     key = cache_key(encoder, ds, cache_dtype)
     entry = root / key
     with _locked(root / f"{key}.lock"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,13 +63,31 @@ _LABEL_SIBLINGS = (
 
 
 def _read_labels(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-    elif path.suffix == ".json":
-        arr = np.asarray(json.loads(path.read_text(encoding="utf-8")))
-    else:
-        arr = np.asarray(path.read_text(encoding="utf-8").splitlines())
+    if not path.is_file():
+        raise DataError(f"labels file {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif path.suffix == ".json":
+            arr = np.asarray(json.loads(path.read_text(encoding="utf-8")))
+        else:
+            arr = np.asarray(path.read_text(encoding="utf-8").splitlines())
+    except (ValueError, OSError, EOFError) as exc:  # incl. JSON and UTF-8 decoding errors
+        raise DataError(f"cannot read labels {str(path)!r}: {exc}") from None
+    if arr.ndim != 1:
+        raise DataError(f"labels in {str(path)!r} must be a 1-D array, got shape {arr.shape}")
     return arr.astype(str)
+
+
+def _check_finite(X: np.ndarray, path: Path, chunk_rows: int = 65536) -> None:
+    """Refuse NaN/inf values, reading a memory-mapped matrix in bounded chunks."""
+    for start in range(0, X.shape[0], chunk_rows):
+        block = np.asarray(X[start : start + chunk_rows])
+        if not np.isfinite(block).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise DataError(
+                f"embeddings in {str(path)!r} contain NaN or infinite values (first in row {bad})"
+            )
 
 
 def load_embeddings(
@@ -100,8 +119,12 @@ def load_embeddings(
                 ids = z["ids"].astype(str) if "ids" in z else None
         else:
             X = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(f"cannot read embeddings {str(path)!r}: {exc}") from None
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(
+            f"cannot read embeddings {str(path)!r} (not a valid .npy/.npz file?): {exc}"
+        ) from None
     if labels is not None:
         lab = _read_labels(Path(labels))
     elif lab is None:
@@ -115,6 +138,7 @@ def load_embeddings(
     if not np.issubdtype(X.dtype, np.floating):
         raise DataError(f"embeddings in {str(path)!r} must be floating point, got {X.dtype}")
     X = X if X.dtype == np.float32 else np.asarray(X, dtype=np.float32)
+    _check_finite(X, path)
     n = X.shape[0]
     if lab is not None and len(lab) != n:
         raise DataError(f"{str(path)!r}: {n} embeddings but {len(lab)} labels")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from priming._fs import write_bytes_atomic
 from priming.errors import DataError
 
 __all__ = ["classification_report", "top_k_accuracy", "save_predictions"]
@@ -124,19 +124,6 @@ def classification_report(
     }
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_predictions(
     path: str | os.PathLike[str],
     y_true: np.ndarray,
@@ -162,7 +149,7 @@ def save_predictions(
         arrays["ids"] = np.asarray([str(v) for v in ids])
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
     return path
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from priming._fs import atomic_path
 from priming.errors import missing_dependency
 
 __all__ = ["pyplot", "atomic_savefig", "plot_lines"]
@@ -31,16 +31,11 @@ def atomic_savefig(fig: Any, path: str | os.PathLike[str], dpi: int = 130) -> Pa
     """Save ``fig`` to ``path`` via a temporary file + rename, then close it."""
     plt = pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from priming._fs import make_dir, write_bytes_atomic
 from priming.errors import DataError
-from priming.eval.metrics import _atomic_write_bytes
 from priming.eval.stats import _join_cols
 
 __all__ = ["write_report", "summary_table"]
@@ -26,6 +26,7 @@ __all__ = ["write_report", "summary_table"]
 log = logging.getLogger(__name__)
 
 GROUP = ["backbone", "dataset", "task"]
+METRIC_HINTS = ("top1", "top5", "balanced_accuracy", "macro_f1", "weighted_f1")
 
 
 def _fmt(v: float) -> str:
@@ -170,9 +171,6 @@ def write_report(
 
     from priming.eval.stats import compare_configs, plot_cd_diagram
 
-    out = Path(out_dir)
-    fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
     nc1 = None
     if isinstance(results, pd.DataFrame):
         df = results.copy()
@@ -188,9 +186,18 @@ def write_report(
             nc1 = read_results(nc1_path)
     for col in ("config", metric):
         if col not in df.columns:
-            raise DataError(f"results have no column {col!r}; columns: {', '.join(df.columns)}")
+            raise DataError(
+                f"results {src} have no column {col!r}; columns: {', '.join(map(str, df.columns))}"
+            )
     if df.empty:
-        raise DataError("results table is empty")
+        raise DataError(f"results table {src} is empty")
+    if not pd.api.types.is_numeric_dtype(df[metric]):
+        raise DataError(
+            f"results column {metric!r} is not numeric ({df[metric].dtype}); give a metric "
+            f"column such as {', '.join(c for c in METRIC_HINTS if c in df.columns) or 'top1'}"
+        )
+    out = make_dir(out_dir, "report folder")
+    fig_dir = make_dir(out / "figures", "report figures folder")
     title = title or (str(df["sweep"].iloc[0]) if "sweep" in df.columns else "priming results")
     md: list[str] = [f"# {title}", ""]
     htm: list[str] = [f"<h1>{html.escape(title)}</h1>"]
@@ -286,9 +293,9 @@ def write_report(
         f"<style>{style}</style></head><body>{''.join(htm)}</body></html>"
     )
     md_path, html_path = out / "report.md", out / "report.html"
-    _atomic_write_bytes(md_path, "\n".join(md).encode("utf-8"))
-    _atomic_write_bytes(html_path, page.encode("utf-8"))
-    _atomic_write_bytes(
+    write_bytes_atomic(md_path, "\n".join(md).encode("utf-8"))
+    write_bytes_atomic(html_path, page.encode("utf-8"))
+    write_bytes_atomic(
         out / "figures.json", json.dumps({k: str(v) for k, v in figures.items()}).encode()
     )
     return {"markdown": md_path, "html": html_path, **figures}

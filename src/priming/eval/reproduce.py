@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from priming._fs import make_dir
 from priming.errors import ConfigError, DataError
 from priming.eval.synthetic import SubclusterTable, run_subcluster_experiment
 
@@ -79,6 +80,8 @@ def reproduce_synthetic(
     """
     from priming.eval.synthetic import default_configs
 
+    if out_dir is not None:  # an unusable folder fails before the experiment runs
+        make_dir(out_dir, "output folder")
     ks = sorted({int(k) for k in ks} | {int(mnn_k)})
     configs = default_configs(ks=ks, ms=ms, mnn_k=mnn_k)
     table = run_subcluster_experiment(d_values, configs, seeds=seeds, progress=progress)
@@ -100,7 +103,7 @@ def reproduce_synthetic(
         files = _write_synthetic(Path(out_dir), table, ks, ms, mnn_k)
     res = SyntheticFindings(table, best_k, peaks, max_eq, by_m, hurts, files)
     if out_dir is not None:
-        from priming.eval.metrics import _atomic_write_bytes
+        from priming._fs import write_bytes_atomic
 
         text = (
             "# Synthetic sub-cluster benchmark (IMPRINT findings)\n\n"
@@ -109,7 +112,7 @@ def reproduce_synthetic(
             f"{table.to_markdown()}\n\n## Findings\n\n```\n{res.summary()}\n```\n\n"
             "![accuracy vs k](acc_vs_k.png)\n\n![accuracy vs m](acc_vs_m.png)\n"
         )
-        _atomic_write_bytes(Path(out_dir) / "synthetic.md", text.encode())
+        write_bytes_atomic(Path(out_dir) / "synthetic.md", text.encode())
         files["markdown"] = Path(out_dir) / "synthetic.md"
     return res
 
@@ -117,12 +120,12 @@ def reproduce_synthetic(
 def _write_synthetic(out: Path, table: SubclusterTable, ks, ms, mnn_k) -> dict[str, Path]:
     import pandas as pd
 
-    from priming.eval.metrics import _atomic_write_bytes
+    from priming._fs import write_bytes_atomic
     from priming.eval.plots import plot_lines
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "output folder")
     csv = out / "synthetic.csv"
-    _atomic_write_bytes(csv, pd.DataFrame(table.records()).to_csv(index=False).encode())
+    write_bytes_atomic(csv, pd.DataFrame(table.records()).to_csv(index=False).encode())
     acc = table.accuracy * 100
     series_k = {}
     for j, d in enumerate(table.d_values):
@@ -185,7 +188,8 @@ def find_imprint_embeddings(
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"embeddings folder {root} does not exist")
+        state = "is not a folder" if root.exists() else "does not exist"
+        raise DataError(f"embeddings folder {root} {state}")
     found = {}
     for bdir in sorted(p for p in root.iterdir() if p.is_dir()):
         for ds in IMPRINT_DATASETS:
@@ -223,7 +227,6 @@ def reproduce_imprint(
 
     pairs = find_imprint_embeddings(embeddings)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     datasets = [
         {
             "backbone": b,
@@ -248,6 +251,7 @@ def reproduce_imprint(
     )
     if cfg.rejected:
         raise ConfigError(f"a Table 1 configuration was rejected: {cfg.rejected}")
+    make_dir(out, "output folder")
     info = run_sweep(cfg, progress=progress)
     df = read_results(info["output"])
     med = df.groupby(["config", "backbone", "dataset", "task"])["top1"].median()

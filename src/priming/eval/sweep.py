@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -26,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from priming._fs import atomic_path, make_dir, write_bytes_atomic
 from priming.errors import ConfigError, DataError, PrimingError
-from priming.eval.metrics import _atomic_write_bytes, classification_report, save_predictions
+from priming.eval.metrics import classification_report, save_predictions
 from priming.eval.protocol import sample_few_shot
 
 __all__ = [
@@ -60,6 +62,7 @@ HEAD_PARAMS = (
     "ls_lambda",
 )
 RESULT_METRICS = ("top1", "top5", "balanced_accuracy", "macro_f1", "weighted_f1")
+RESULT_SUFFIXES = (".parquet", ".csv")
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -373,13 +376,17 @@ def parse_sweep_config(data: Mapping[str, Any], base_dir: str | Path = ".") -> S
     datasets = _parse_datasets(data.get("datasets"), base_dir, errors)
     heads, rejected = _parse_heads(data.get("heads"), errors)
     shots = _as_list(data.get("shots", [None]))
+    if not shots:
+        errors.append("shots: empty list; give at least one setting (null = all rows)")
     for s in shots:
         if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 1):
             errors.append(f"shots: {s!r} is not a positive integer or null (all rows)")
     seeds = _as_list(data.get("seeds", [0, 1, 2]))
+    if not seeds:
+        errors.append("seeds: empty list; give at least one seed")
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int):
-            errors.append(f"seeds: {s!r} is not an integer")
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            errors.append(f"seeds: {s!r} is not a non-negative integer")
     workers = data.get("workers", 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         errors.append(f"workers: must be a positive integer, got {workers!r}")
@@ -400,10 +407,34 @@ def parse_sweep_config(data: Mapping[str, Any], base_dir: str | Path = ".") -> S
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         errors.append(f"duplicate head labels {dup}; give the heads distinct 'name's")
-    if errors:
-        raise ConfigError("invalid sweep config:\n  - " + "\n  - ".join(errors))
+    # runs are keyed by what determines them, not by names: two names for one
+    # configuration (or one data set) would be one run, so say so before anything runs
+    same: dict[Any, list[str]] = {}
+    for h in heads:
+        same.setdefault((h.params, h.alpha), []).append(h.label)
+    for names in same.values():
+        if len(names) > 1:
+            errors.append(
+                f"heads {', '.join(repr(n) for n in names)} are the same configuration; keep one"
+            )
+    same_data: dict[Any, list[str]] = {}
+    for d in datasets:
+        same_data.setdefault((d.train, d.test, d.classes, d.text_weights), []).append(
+            f"{d.backbone}/{d.dataset}/{d.task}"
+        )
+    for names in same_data.values():
+        if len(names) > 1:
+            errors.append(f"datasets {', '.join(names)} are the same files and classes; keep one")
+    for axis, values in (("shots", shots), ("seeds", seeds)):
+        rep = sorted({repr(v) for v in values if values.count(v) > 1})
+        if rep:
+            errors.append(f"{axis}: repeated value(s) {', '.join(rep)}")
     output = Path(str(data.get("output", "results.parquet")))
     output = output if output.is_absolute() else base_dir / output
+    if output.suffix not in RESULT_SUFFIXES:
+        errors.append(f"output: {str(output)!r} must end in .parquet or .csv")
+    if errors:
+        raise ConfigError("invalid sweep config:\n  - " + "\n  - ".join(errors))
     return SweepConfig(
         name=str(data.get("name", "sweep")),
         datasets=datasets,
@@ -422,10 +453,18 @@ def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
     """Read and validate a sweep YAML/JSON file (relative paths are relative to its folder)."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"sweep config {p} does not exist")
-    text = p.read_text(encoding="utf-8")
+        raise ConfigError(
+            f"sweep config {p} " + ("is not a file" if p.exists() else "does not exist")
+        )
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read sweep config {p}: {exc}") from None
     if p.suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{p}: not valid JSON: {exc}") from None
     else:
         try:
             import yaml
@@ -481,6 +520,15 @@ def _load_text_weights(path: Path, y_train: np.ndarray) -> np.ndarray:
     must already follow the sorted order of the training labels.
     """
     classes = np.unique(y_train)
+    try:
+        return _read_text_weights(path, classes)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"cannot read text weights {path}: {exc}") from None
+
+
+def _read_text_weights(path: Path, classes: np.ndarray) -> np.ndarray:
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             if "weights" not in z.files or "labels" not in z.files:
@@ -510,6 +558,13 @@ def _load_task(
     T = None
     if spec.text_weights:
         T = _load_text_weights(Path(spec.text_weights), y_tr)
+        if T.shape[1] != X_tr.shape[1]:
+            raise DataError(
+                f"{spec.text_weights}: text weights have width {T.shape[1]} but the embeddings "
+                f"in {spec.train} have {X_tr.shape[1]}"
+            )
+        if not np.isfinite(T).all():
+            raise DataError(f"{spec.text_weights}: text weights contain NaN or infinite values")
     if spec.classes is not None:
         cls = (
             np.asarray(spec.classes).astype(y_tr.dtype)
@@ -586,7 +641,7 @@ def execute_run(run: Run, predictions_dir: str | None = None) -> dict[str, Any]:
 def _execute_and_store(run: Run, parts_dir: str, predictions_dir: str | None) -> dict[str, Any]:
     row = execute_run(run, predictions_dir)
     data = json.dumps(row, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
-    _atomic_write_bytes(Path(parts_dir) / f"{row['key']}.json", data.encode())
+    write_bytes_atomic(Path(parts_dir) / f"{row['key']}.json", data.encode())
     return row
 
 
@@ -613,17 +668,12 @@ def _write_table(rows: list[dict[str, Any]], path: Path) -> Path:
     import pandas as pd
 
     df = pd.DataFrame(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    make_dir(path.parent)
+    with atomic_path(path, suffix=path.suffix) as tmp:
         if path.suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -633,8 +683,18 @@ def read_results(path: str | os.PathLike[str]) -> Any:
 
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"results file {p} does not exist")
-    return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+        raise DataError(
+            f"results file {p} " + ("is not a file" if p.exists() else "does not exist")
+        )
+    if p.suffix not in RESULT_SUFFIXES:
+        raise DataError(f"results file {p}: unsupported format (use .parquet or .csv)")
+    try:
+        return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"results file {p} is empty") from None
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        msg = " ".join(str(exc).split())
+        raise DataError(f"cannot read results file {p}: {msg}") from None
 
 
 def run_sweep(
@@ -650,8 +710,11 @@ def run_sweep(
     Returns ``{"output", "n_runs", "n_done_before", "n_new", "nc1_output"}``.
     """
     runs = expand_runs(cfg)
-    parts = cfg.output.with_name(cfg.output.name + ".parts")
-    parts.mkdir(parents=True, exist_ok=True)
+    if cfg.output.suffix not in RESULT_SUFFIXES:
+        raise ConfigError(f"output {str(cfg.output)!r} must end in .parquet or .csv")
+    for spec in dict.fromkeys(cfg.datasets):
+        _load_task(spec)  # bad files, widths or class lists fail here, before any output
+    parts = make_dir(cfg.output.with_name(cfg.output.name + ".parts"), "sweep results folder")
     pred_dir = (
         str(cfg.output.with_name(cfg.output.stem + ".predictions"))
         if cfg.save_predictions

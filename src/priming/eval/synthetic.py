@@ -39,6 +39,12 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
 def make_subclusters(
     n_classes: int = 10,
     n_subclusters: int = 3,
@@ -253,7 +259,7 @@ def run_subcluster_experiment(
     if not configs:
         raise ConfigError("configs is empty; give at least one configuration")
     d_values = [_positive_int("d_values entry", d) for d in d_values]
-    seeds = [int(s) for s in seeds]
+    seeds = [_seed(s) for s in seeds]
     if not d_values or not seeds:
         raise ConfigError("d_values and seeds must each contain at least one value")
     factory = estimator_factory or _imprinted_head

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from priming._fs import atomic_output
 from priming.errors import DataError
 
 __all__ = ["save_npz", "load_npz", "encode_labels", "decode_labels", "FORMAT_KEY"]
@@ -32,17 +32,8 @@ def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict)
         if v.dtype.hasobject:
             raise DataError(f"cannot save array {k!r} of dtype object without pickle")
     payload[FORMAT_KEY] = np.asarray(json.dumps(meta, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **payload)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_output(path) as fh:
+        np.savez(fh, **payload)
     return path
 
 

@@ -63,13 +63,22 @@ _FORMAT = "priming.ImprintedHead/1"
 
 
 def _wrap_validation(fn, *args, **kwargs):
-    """Run a scikit-learn validation helper, turning its ValueErrors into DataError."""
+    """Run a scikit-learn validation helper, turning its ValueErrors into DataError.
+
+    Only the first line of scikit-learn's message is kept: the rest is advice for other
+    estimators (imputers, HistGradientBoosting) or a dump of the offending array, which
+    would turn a CLI error into a screenful.
+    """
     try:
         return fn(*args, **kwargs)
     except PrimingError:
         raise
     except ValueError as exc:
-        raise DataError(str(exc)) from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = lines[0].rstrip(":") if lines else type(exc).__name__
+        if first.startswith("Expected 2D array, got 1D array"):
+            first += ". Reshape your data to (n_samples, n_features)"
+        raise DataError(first) from None
 
 
 class ImprintedHead(ClassifierMixin, BaseEstimator):
@@ -212,11 +221,16 @@ class ImprintedHead(ClassifierMixin, BaseEstimator):
         ):
             raise ConfigError(f"ls_lambda={self.ls_lambda!r} is not valid; expected a float > 0")
         parse_presample(self.presample)
-        check_random_state(
-            self.random_state
-            if not isinstance(self.random_state, np.random.Generator)
-            else self.random_state
-        )
+        rs = self.random_state
+        if not (
+            rs is None
+            or isinstance(rs, (np.random.Generator, np.random.RandomState))
+            or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and rs >= 0)
+        ):
+            raise ConfigError(
+                f"random_state={rs!r} is not valid; expected None, an int >= 0, or a numpy "
+                "Generator/RandomState"
+            )
 
     def _validate_X(self, X: object, reset: bool) -> np.ndarray:
         X = _wrap_validation(

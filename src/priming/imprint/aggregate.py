@@ -58,6 +58,14 @@ def _check_sorted_labels(proxy_labels: np.ndarray, n_classes: int) -> np.ndarray
     return labels.astype(np.int64, copy=False)
 
 
+def _gather_transposed(W: np.ndarray, perm: np.ndarray, dtype, block: int = 8192) -> np.ndarray:
+    """``W[perm].T`` as a contiguous ``(D, P)`` array, built in blocks (no full temporary)."""
+    out = np.empty((W.shape[1], perm.size), dtype=dtype)
+    for j in range(0, perm.size, block):
+        out[:, j : j + block] = W[perm[j : j + block]].T
+    return out
+
+
 def slot_layout(labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Slot-major proxy order for fast segment maxima, or ``None`` if not worthwhile.
 
@@ -108,7 +116,7 @@ def max_scores(
         counts = np.bincount(labels, minlength=n_classes)
         present = np.flatnonzero(counts)
         starts = np.concatenate([[0], np.cumsum(counts[present])[:-1]])
-    WT = np.take(np.asarray(W, dtype=dtype).T, perm, axis=1)
+    WT = _gather_transposed(W, perm, dtype)
     step = chunk_rows(WT.shape[1], chunk_bytes, np.dtype(dtype).itemsize)
     buf = np.empty((min(step, X.shape[0]), WT.shape[1]), dtype=dtype)
     for i in range(0, X.shape[0], step):
@@ -260,7 +268,7 @@ def nearest_proxies(
         if layout is not None:
             perm, table = layout
             if m < table.shape[0] and m * table.shape[1] < P // 2:
-                WT = np.take(W.T, perm, axis=1)  # (D, P) contiguous, one copy
+                WT = _gather_transposed(W, perm, W.dtype)  # (D, P) contiguous, one copy
                 shift = None if ww is None else 0.5 * ww[perm]
             else:
                 layout = None

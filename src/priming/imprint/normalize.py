@@ -39,7 +39,7 @@ def l2_normalize(X: np.ndarray, eps: float = EPS) -> np.ndarray:
     X = np.asarray(X)
     if X.dtype.kind != "f":
         X = X.astype(np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X), dtype=np.float64)
     inv = (1.0 / (norms + eps)).astype(X.dtype)
     return X * inv[:, None]
 
