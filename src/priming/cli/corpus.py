@@ -51,11 +51,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--seed", type=int, default=0)
     x.set_defaults(func=run_index)
 
-    e = csub.add_parser("embed", help="fill in caption embeddings with a text encoder")
+    e = csub.add_parser(
+        "embed",
+        help="fill in embeddings: captions with a text encoder, or images (--images) "
+        "with an image model",
+    )
     e.add_argument("corpus")
     e.add_argument(
         "--model", required=True, help="encoder name, e.g. sentence-transformers:all-MiniLM-L6-v2"
     )
+    e.add_argument(
+        "--images",
+        default=None,
+        help="img2dataset output folder (webdataset NNNNN.tar or 'files' NNNNN/ folders): "
+        "embed the rows' images instead of their captions",
+    )
+    e.add_argument("--workers", type=int, default=None, help="image decoding threads")
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--device", default=None)
     e.add_argument("--overwrite", action="store_true", help="replace embeddings of another model")
@@ -124,6 +135,8 @@ def run_info(args: argparse.Namespace) -> int:
         print(
             f"embeddings  {f'{c.dim}-d float16, model {c.embedding_model}' if c.has_embeddings else 'none'}"
         )
+        if c.has_embeddings and c.n_missing_embeddings:
+            print(f"missing     {c.n_missing_embeddings} rows without an embedding")
         print(
             f"index       {m['index']['type'] + ' nlist=' + str(m['index']['nlist']) if m.get('index') else 'none'}"
         )
@@ -182,15 +195,53 @@ def run_embed(args: argparse.Namespace) -> int:
     from priming.encoders import create_encoder
 
     encoder = create_encoder(args.model, device=args.device)
+    if args.images is None:
+        fill_embeddings(
+            args.corpus,
+            encoder,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            progress=_bar("embed"),
+        )
+        print(f"embedded {args.corpus} with {encoder.name} ({encoder.dim}-d)")
+        return 0
+    from priming.encoders.images import load_image
+
     fill_embeddings(
         args.corpus,
         encoder,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         progress=_bar("embed"),
+        images=args.images,
+        decode=lambda data, name: load_image(data, name=name),
+        workers=args.workers,
     )
-    print(f"embedded {args.corpus} with {encoder.name} ({encoder.dim}-d)")
+    _print_image_report(args.corpus, encoder)
     return 0
+
+
+def _print_image_report(corpus_dir: str, encoder) -> None:
+    from priming.corpus._manifest import read_manifest
+
+    m = read_manifest(corpus_dir)
+    st, mt = m.get("image_stats", {}), m.get("image_match", {})
+    print(
+        f"embedded the images of {st.get('embedded', 0)} of {m['n_rows']} rows of {corpus_dir} "
+        f"with {encoder.name} ({encoder.dim}-d); {m.get('n_missing_embeddings', 0)} rows have "
+        f"no embedding ({st.get('no_image', 0)} without a downloaded image, "
+        f"{st.get('corrupt', 0)} corrupt)"
+    )
+    print(
+        f"img2dataset samples: {mt.get('samples', 0)}, matched {mt.get('matched', 0)}, "
+        f"unmatched {mt.get('unmatched', 0)}, duplicate rows {mt.get('duplicates', 0)}, "
+        f"without image file {mt.get('no_image_file', 0)}"
+    )
+    for s in m["shards"]:
+        for source, reason in s.get("image_stats", {}).get("corrupt_examples", [])[:10]:
+            print(f"  skipped {source}: {reason}")
+    for source, reason in mt.get("unmatched_examples", [])[:10]:
+        print(f"  unmatched {source}: {reason}")
 
 
 def read_classes(path: str) -> dict[str, list[str]]:

@@ -199,6 +199,7 @@ class Corpus:
         )
         self._conns: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in self.shards]
         self._mmaps: dict[int, np.ndarray] = {}
+        self._masks: dict[int, np.ndarray] = {}
         self._index = None
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -228,6 +229,7 @@ class Corpus:
             self.manifest["schema_version"],
             [
                 (s["name"], s["n_rows"], s["db_sha256"], s.get("embeddings_sha256"))
+                + ((s["embeddings_mask_sha256"],) if s.get("embeddings_mask_sha256") else ())
                 for s in self.shards
             ],
         ]
@@ -253,6 +255,7 @@ class Corpus:
                 except queue.Empty:
                     break
         self._mmaps.clear()
+        self._masks.clear()
         self._index = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -535,8 +538,49 @@ class Corpus:
             self._mmaps[si] = mm
         return mm
 
+    def _mask(self, si: int) -> np.ndarray | None:
+        """Shard ``si``'s has-embedding mask (bool per row), or None when every row has one."""
+        name = self.shards[si].get("embeddings_mask")
+        if not name:
+            return None
+        mask = self._masks.get(si)
+        if mask is None:
+            try:
+                mask = np.load(self.path / name, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"embedding mask {name!r} is unreadable: {exc}") from None
+            if mask.shape != (self.shards[si]["n_rows"],) or mask.dtype != np.bool_:
+                raise DataError(
+                    f"embedding mask {name!r} has shape {mask.shape}, dtype {mask.dtype}"
+                )
+            self._masks[si] = mask
+        return mask
+
+    @property
+    def n_missing_embeddings(self) -> int:
+        """Rows without an embedding (an image that was not downloaded or did not decode)."""
+        return int(sum(s.get("n_missing_embeddings", 0) for s in self.shards))
+
+    def has_embedding(self, row_ids: Any) -> np.ndarray:
+        """Bool per row id: whether the row has an embedding (always true for a corpus
+        whose embeddings came with it or from captions)."""
+        self._require_embeddings()
+        ids = _as_row_ids(row_ids, self.n_rows)
+        out = np.ones(ids.size, dtype=bool)
+        if not ids.size:
+            return out
+        shard = self._split(ids)
+        for si in np.unique(shard):
+            mask = self._mask(int(si))
+            if mask is not None:
+                pos = np.flatnonzero(shard == si)
+                out[pos] = mask[ids[pos] - self._offsets[si]]
+        return out
+
     def embeddings(self, row_ids: Any) -> np.ndarray:
-        """Embeddings of ``row_ids`` as float32 ``(n, dim)``, as stored (not re-normalised)."""
+        """Embeddings of ``row_ids`` as float32 ``(n, dim)``, as stored (not re-normalised).
+
+        Rows without an embedding (see :meth:`has_embedding`) come back as NaN rows."""
         self._require_embeddings()
         ids = _as_row_ids(row_ids, self.n_rows)
         out = np.empty((ids.size, self.dim), dtype=np.float32)
@@ -548,7 +592,28 @@ class Corpus:
             local = ids[pos] - self._offsets[si]
             order = np.argsort(local, kind="stable")
             out[pos[order]] = self._mmap(int(si))[local[order]]
+            mask = self._mask(int(si))
+            if mask is not None:
+                out[pos[~mask[local]]] = np.nan
         return out
+
+    def iter_valid_embeddings(self, chunk_rows: int = 65536):
+        """Yield ``(row_ids, float32 block)`` over the rows that have an embedding, in row
+        order (rows without one are left out)."""
+        self._require_embeddings()
+        for si, s in enumerate(self.shards):
+            mm = self._mmap(si)
+            mask = self._mask(si)
+            off = int(self._offsets[si])
+            for start in range(0, s["n_rows"], chunk_rows):
+                block = np.asarray(mm[start : start + chunk_rows], dtype=np.float32)
+                ids = np.arange(off + start, off + start + block.shape[0], dtype=np.int64)
+                if mask is not None:
+                    keep = mask[start : start + chunk_rows]
+                    if not keep.all():
+                        block, ids = block[keep], ids[keep]
+                if ids.size:
+                    yield ids, block
 
     def iter_embeddings(self, chunk_rows: int = 65536):
         """Yield ``(first_row_id, float32 block)`` over the whole corpus in row order."""
@@ -605,11 +670,15 @@ class Corpus:
         faiss = _faiss()
         best_d = np.full((q.shape[0], 0), -np.inf, dtype=np.float32)
         best_i = np.zeros((q.shape[0], 0), dtype=np.int64)
-        for start, block in self.iter_embeddings(chunk_rows):
+        for ids, block in self.iter_valid_embeddings(chunk_rows):
             index = faiss.IndexFlatIP(self.dim)
             index.add(block)
             d, i = index.search(q, min(k, block.shape[0]))
-            best_d, best_i = _merge_topk(best_d, best_i, d, i + start, k)
+            best_d, best_i = _merge_topk(best_d, best_i, d, ids[i], k)
+        if best_i.shape[1] < k:  # fewer rows with embeddings than k: pad
+            pad = k - best_i.shape[1]
+            best_d = np.concatenate([best_d, np.full((q.shape[0], pad), -np.inf, np.float32)], 1)
+            best_i = np.concatenate([best_i, np.full((q.shape[0], pad), -1, np.int64)], 1)
         return best_d, best_i
 
     def _knn_ivfpq(self, q: np.ndarray, k: int, nprobe: int, refine: int):

@@ -40,31 +40,55 @@ def _publish_shard_embeddings(corpus_dir: Path, manifest: dict, si: int, tag: st
     shard = manifest["shards"][si]
     final = corpus_dir / SHARD_DIR / f"{shard['name']}.{tag}.f16.npy"
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    mask_final = final.with_name(f"{shard['name']}.{tag}.mask.npy")
+    mask_tmp = mask_final.with_name(f".{mask_final.name}.tmp-{os.getpid()}")
     writer = _F16Writer(tmp, manifest["dim"])
     try:
-        fill(writer)
+        extra = fill(writer) or {}
         writer.close()
         if writer.n != shard["n_rows"]:
             raise DataError(
                 f"shard {shard['name']}: wrote {writer.n} embeddings for {shard['n_rows']} rows"
             )
         digest, size = sha256_file(tmp), tmp.stat().st_size
+        mask = extra.get("mask")
+        if mask is not None:
+            with open(mask_tmp, "wb") as fh:
+                np.save(fh, np.asarray(mask, dtype=bool), allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            mask_digest = sha256_file(mask_tmp)
+            os.replace(mask_tmp, mask_final)
         os.replace(tmp, final)
     except BaseException:
         if not writer.fh.closed:
             writer.fh.close()
         tmp.unlink(missing_ok=True)
+        mask_tmp.unlink(missing_ok=True)
         raise
     old = shard.get("embeddings")
+    old_mask = shard.pop("embeddings_mask", None)
+    for k in ("embeddings_mask_sha256", "n_missing_embeddings", "image_stats"):
+        shard.pop(k, None)
     shard.update(
         embeddings=f"{SHARD_DIR}/{final.name}",
         embeddings_sha256=digest,
         embeddings_bytes=size,
         embedding_fingerprint=manifest["embedding_fingerprint"],
     )
+    if mask is not None:
+        shard.update(
+            embeddings_mask=f"{SHARD_DIR}/{mask_final.name}",
+            embeddings_mask_sha256=mask_digest,
+            n_missing_embeddings=int(mask.size - np.count_nonzero(mask)),
+        )
+    if extra.get("stats") is not None:
+        shard["image_stats"] = extra["stats"]
     atomic_write_json(corpus_dir / "manifest.json", manifest)
     if old and old != shard["embeddings"]:
         (corpus_dir / old).unlink(missing_ok=True)
+    if old_mask and old_mask != shard.get("embeddings_mask"):
+        (corpus_dir / old_mask).unlink(missing_ok=True)
 
 
 def _start_embedding(
@@ -90,6 +114,8 @@ def _start_embedding(
         embedding_source=source,
     )
     manifest.pop("index", None)
+    for k in ("image_stats", "image_match", "n_missing_embeddings", "encoder_fingerprint"):
+        manifest.pop(k, None)
     return same
 
 
@@ -99,6 +125,9 @@ def fill_embeddings(
     batch_size: int = 256,
     overwrite: bool = False,
     progress: Any = None,
+    images: str | os.PathLike | None = None,
+    decode: Any = None,
+    workers: int | None = None,
 ) -> Path:
     """Embed every caption with ``encoder.encode_texts`` and store the vectors row-aligned.
 
@@ -106,7 +135,21 @@ def fill_embeddings(
     embeddings). Each shard is written under a temporary name and published atomically;
     an interrupted fill resumes at the first shard not yet embedded by the same encoder
     (same ``fingerprint``). ``progress(done, total)`` is called after each shard.
+
+    With ``images`` (a folder of img2dataset output, or one ``.tar``), the rows' images
+    are embedded instead, with ``encoder.encode_images``: each sample is mapped to its row
+    by the ``row_id`` field of its json (written by :func:`export_urls`), else by its
+    ``url``. ``decode(data: bytes, name: str) -> PIL.Image`` decodes an image and raises
+    :class:`~priming.errors.DataError` when it cannot (the CLI passes
+    ``priming.encoders.images.load_image``; the default is a plain Pillow decode).
+    Rows without a usable image get no embedding: they are marked in a per-shard mask,
+    never returned by ``knn`` and read back as NaN by ``embeddings``; the counts (and
+    examples of corrupt images) are in the manifest's ``image_stats``.
     """
+    if images is not None:
+        return _fill_from_images(
+            Path(corpus_dir), encoder, images, batch_size, overwrite, progress, decode, workers
+        )
     corpus_dir = Path(corpus_dir)
     for attr in ("encode_texts", "name", "fingerprint", "dim"):
         if not hasattr(encoder, attr):
@@ -153,6 +196,195 @@ def fill_embeddings(
         log.info("embedded shard %s (%d rows)", shard["name"], shard["n_rows"])
         if progress is not None:
             progress(si + 1, len(manifest["shards"]))
+    manifest["has_embeddings"] = True
+    atomic_write_json(corpus_dir / "manifest.json", manifest)
+    return corpus_dir
+
+
+IMAGE_CHUNK = 512
+MAX_EXAMPLES = 50
+
+
+def _pil_decode(data: bytes, name: str):
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        from priming.errors import missing_dependency
+
+        raise missing_dependency("pillow", "clip") from None
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.convert("RGB")
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad image
+        raise DataError(f"{name}: cannot decode image: {exc}") from None
+
+
+def _url_lookup(manifest: dict, corpus_dir: Path):
+    def lookup(urls: set[str]) -> dict[str, int]:
+        import json
+        import sqlite3
+        import urllib.parse
+
+        found: dict[str, int] = {}
+        payload = json.dumps(sorted(urls))
+        for shard in manifest["shards"]:
+            db = (corpus_dir / shard["db"]).resolve()
+            con = sqlite3.connect(f"file:{urllib.parse.quote(str(db))}?mode=ro", uri=True)
+            try:
+                cur = con.execute(
+                    "SELECT id, url FROM rows WHERE url IN (SELECT value FROM json_each(?)) "
+                    "ORDER BY id",
+                    (payload,),
+                )
+                for rid, url in cur:
+                    found.setdefault(url, int(rid) + int(shard["row_offset"]))
+            finally:
+                con.close()
+        return found
+
+    return lookup
+
+
+def _fill_from_images(
+    corpus_dir: Path,
+    encoder: Any,
+    images: str | os.PathLike,
+    batch_size: int,
+    overwrite: bool,
+    progress: Any,
+    decode: Any,
+    workers: int | None,
+) -> Path:
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from priming.corpus._images import images_signature, match_samples, scan_img2dataset
+
+    modality = getattr(encoder, "modality", "image")
+    if modality not in ("image", "image-text") or not hasattr(encoder, "encode_images"):
+        raise ConfigError(
+            f"encoder {getattr(encoder, 'name', encoder)!r} has no image tower (modality "
+            f"{modality!r}); embedding images needs an image or image-text model "
+            "(e.g. hf: CLIP, open_clip:)"
+        )
+    for attr in ("name", "fingerprint", "dim"):
+        if not hasattr(encoder, attr):
+            raise ConfigError(f"encoder {encoder!r} lacks {attr!r}; expected a priming encoder")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    decode = decode or _pil_decode
+    manifest = _open_complete(corpus_dir)
+    dim = int(encoder.dim)
+    fp = hashlib.sha256(
+        f"images\0{encoder.fingerprint}\0{images_signature(images)}".encode()
+    ).hexdigest()
+    samples = scan_img2dataset(images)
+    match = match_samples(samples, int(manifest["n_rows"]), _url_lookup(manifest, corpus_dir))
+    _start_embedding(manifest, str(encoder.name), fp, dim, f"images:{os.fspath(images)}", overwrite)
+    manifest["encoder_fingerprint"] = str(encoder.fingerprint)
+    manifest["image_match"] = {
+        "samples": len(samples),
+        "matched": len(match.by_row),
+        "unmatched": len(match.unmatched),
+        "duplicates": match.duplicates,
+        "no_image_file": len(match.no_image),
+        "unmatched_examples": [list(x) for x in match.unmatched[:MAX_EXAMPLES]],
+    }
+    atomic_write_json(corpus_dir / "manifest.json", manifest)
+    for source, reason in match.unmatched[:MAX_EXAMPLES]:
+        log.warning("image sample %s not used: %s", source, reason)
+    rows_sorted = np.array(sorted(match.by_row), dtype=np.int64)
+    tag = fp[:12]
+    pool = ThreadPoolExecutor(max(1, workers or min(8, os.cpu_count() or 1)))
+
+    def load(rid: int):
+        smp = match.by_row[rid]
+        try:
+            return decode(smp.read(), smp.source), None
+        except DataError as exc:
+            return None, str(exc)
+        except OSError as exc:
+            return None, f"{smp.source}: cannot read: {exc}"
+
+    try:
+        for si, shard in enumerate(manifest["shards"]):
+            if (
+                shard.get("embedding_fingerprint") == fp
+                and (corpus_dir / shard.get("embeddings", "")).is_file()
+            ):
+                continue
+            a, n = int(shard["row_offset"]), int(shard["n_rows"])
+            mine = rows_sorted[(rows_sorted >= a) & (rows_sorted < a + n)]
+
+            def fill(writer, a=a, n=n, mine=mine, shard=shard):
+                mask = np.zeros(n, dtype=bool)
+                corrupt: list[tuple[str, str]] = []
+                cursor = 0
+                zeros = np.zeros((min(n, 65536), dim), np.float32)
+
+                def pad_to(stop: int) -> None:
+                    nonlocal cursor
+                    while cursor < stop:
+                        step = min(stop - cursor, zeros.shape[0])
+                        writer.write(zeros[:step])
+                        cursor += step
+
+                for start in range(0, mine.size, IMAGE_CHUNK):
+                    chunk = mine[start : start + IMAGE_CHUNK]
+                    decoded = list(pool.map(load, chunk.tolist()))
+                    ok = [i for i, (img, _) in enumerate(decoded) if img is not None]
+                    corrupt += [(match.by_row[int(chunk[i])].source, r)
+                                for i, (_, r) in enumerate(decoded) if r is not None]  # fmt: skip
+                    vecs = np.zeros((0, dim), np.float32)
+                    if ok:
+                        vecs = np.asarray(
+                            encoder.encode_images(
+                                [decoded[i][0] for i in ok], batch_size=batch_size
+                            ),
+                            dtype=np.float32,
+                        )
+                        if vecs.shape != (len(ok), dim):
+                            raise DataError(
+                                f"encoder {encoder.name!r} returned shape {vecs.shape} for "
+                                f"{len(ok)} images, expected ({len(ok)}, {dim})"
+                            )
+                        if not np.isfinite(vecs).all():
+                            raise DataError(
+                                f"encoder {encoder.name!r} returned NaN/inf for shard {shard['name']}"
+                            )
+                    for j, i in enumerate(ok):
+                        local = int(chunk[i]) - a
+                        pad_to(local)
+                        writer.write(vecs[j : j + 1])
+                        cursor += 1
+                        mask[local] = True
+                pad_to(n)
+                for source, reason in corrupt[:MAX_EXAMPLES]:
+                    log.warning("image %s skipped: %s", source, reason)
+                stats = {
+                    "embedded": int(mask.sum()),
+                    "corrupt": len(corrupt),
+                    "no_image": int(n - mask.sum() - len(corrupt)),
+                    "corrupt_examples": [list(x) for x in corrupt[:MAX_EXAMPLES]],
+                }
+                return {"mask": mask, "stats": stats}
+
+            _publish_shard_embeddings(corpus_dir, manifest, si, tag, fill)
+            log.info("embedded images of shard %s", shard["name"])
+            if progress is not None:
+                progress(si + 1, len(manifest["shards"]))
+    finally:
+        pool.shutdown(wait=True)
+    totals = {"embedded": 0, "corrupt": 0, "no_image": 0}
+    for shard in manifest["shards"]:
+        for k in totals:
+            totals[k] += int(shard.get("image_stats", {}).get(k, 0))
+    manifest["image_stats"] = totals
+    manifest["n_missing_embeddings"] = int(
+        sum(s.get("n_missing_embeddings", 0) for s in manifest["shards"])
+    )
     manifest["has_embeddings"] = True
     atomic_write_json(corpus_dir / "manifest.json", manifest)
     return corpus_dir
@@ -245,15 +477,29 @@ def build_index(
         raise ConfigError(f"nbits must be between 1 and 16, got {nbits}")
     train_size = min(n, train_size or max(64 * nlist, 2**nbits * 64, 100_000))
     rng = np.random.default_rng(random_state)
-    sample = np.sort(rng.choice(n, size=train_size, replace=False))
+    if corpus.n_missing_embeddings:
+        valid = np.flatnonzero(corpus.has_embedding(np.arange(n)))
+        if valid.size < nlist:
+            raise ConfigError(
+                f"only {valid.size} rows have embeddings; nlist={nlist} needs at least as many"
+            )
+        train_size = min(train_size, valid.size)
+        sample = np.sort(rng.choice(valid, size=train_size, replace=False))
+    else:
+        sample = np.sort(rng.choice(n, size=train_size, replace=False))
+    if sample.size < 2**nbits:
+        raise ConfigError(
+            f"{sample.size} training vectors are too few for nbits={nbits} "
+            f"(needs at least {2**nbits}); lower nbits"
+        )
     xt = corpus.embeddings(sample)
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = int(rng.integers(2**31 - 1))
     index.pq.cp.seed = int(rng.integers(2**31 - 1))
     index.train(xt)
-    for _, block in corpus.iter_embeddings():
-        index.add(block)
+    for ids, block in corpus.iter_valid_embeddings():
+        index.add_with_ids(block, ids)
     out = corpus_dir / INDEX_DIR / "ivfpq.faiss"
     out.parent.mkdir(exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

@@ -317,6 +317,14 @@ def build_pool(
         )
     if T is not None and E.shape[1] != T.shape[1]:
         check_corpus_model(corpus, T.shape[1], encoder, model)
+    if len(rid):  # rows without an embedding (image not downloaded / corrupt) read as NaN
+        has = np.isfinite(E).all(axis=1)
+        if not has.all():
+            rid, lab, captions, urls, similarity, E = (
+                a[has] for a in (rid, lab, captions, urls, similarity, E)
+            )
+            meta["no_embedding"] = int((~has).sum())
+            record("has-embedding", lab)
     keep = np.ones(len(rid), bool)
 
     if dedup_threshold is not None and len(rid):
