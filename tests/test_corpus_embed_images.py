@@ -158,6 +158,23 @@ def test_embed_images_cli_end_to_end(tmp_path, tiny_clip, capsys):
     top = corpus.knn(q, k=2)[1]
     np.testing.assert_array_equal(top, rows[:, :2])
 
+    # a priming pool from caption search keeps only rows with an image embedding
+    from priming.pool import build_pool
+
+    T = enc.encode_texts(["a photo"])
+    pool = build_pool(
+        corpus, [["a photo of"]], text_weights=T, per_class=None, agreement=False,
+        dedup_threshold=None, model=enc.name,
+    )  # fmt: skip
+    np.testing.assert_array_equal(np.sort(pool.row_ids), valid)
+    assert pool.meta["no_embedding"] == 2  # rows 3 (not downloaded) and 5 (corrupt)
+    assert np.isfinite(pool.embeddings).all()
+    knn_pool = build_pool(
+        corpus, [["a photo of"]], text_weights=T, per_class=None, recall="knn", knn_k=8,
+        agreement=False, dedup_threshold=None, model=enc.name,
+    )  # fmt: skip
+    np.testing.assert_array_equal(np.sort(knn_pool.row_ids), valid)
+
     # a second run resumes: nothing is rewritten
     before = _files(c)
     assert main(args) == 0
