@@ -250,3 +250,41 @@ def test_embed_images_bad_folder(tmp_path, tiny_clip):
         )
         == 2
     )
+
+
+class _CrashAfter:
+    """The real encoder, dying on its ``n+1``-th ``encode_images`` call (a killed run)."""
+
+    def __init__(self, enc, n):
+        self._enc, self._left = enc, n
+        self.name, self.dim, self.fingerprint, self.modality = (
+            enc.name, enc.dim, enc.fingerprint, enc.modality,
+        )  # fmt: skip
+
+    def encode_images(self, images, batch_size=32, progress=False):
+        if self._left == 0:
+            raise KeyboardInterrupt("simulated kill")
+        self._left -= 1
+        return self._enc.encode_images(images, batch_size=batch_size)
+
+
+def test_embed_images_interrupted_resumes(tmp_path, tiny_clip, capsys):
+    _, enc = tiny_clip
+    c = _corpus(tmp_path)
+    export = ["corpus", "export-urls", str(c), "a photo of", "--out", str(tmp_path / "u.pq")]
+    assert main(export) == 0
+    _img2dataset_webdataset(tmp_path / "u.pq", tmp_path / "imgs", missing=-1, corrupt=-1, by_url=-1)
+    with pytest.raises(KeyboardInterrupt):
+        fill_embeddings(c, _CrashAfter(enc, 1), images=tmp_path / "imgs")
+    m = json.loads((c / "manifest.json").read_text())
+    assert [("embeddings" in s) for s in m["shards"]] == [True, False]
+    assert not m["has_embeddings"]
+    assert not [p for p in (c / "shards").iterdir() if ".tmp-" in p.name]
+    first = _files(c)
+    fill_embeddings(c, _CrashAfter(enc, 1), images=tmp_path / "imgs")  # one call left: shard 1
+    after = _files(c)
+    assert all(after[k] == v for k, v in first.items() if k in after)
+    corpus = open_corpus(c)
+    assert corpus.n_missing_embeddings == 2  # rows 2 and 7 were never exported
+    assert main(["corpus", "info", str(c), "--verify"]) == 0
+    assert "checksums   ok" in capsys.readouterr().out

@@ -146,7 +146,11 @@ def run_info(args: argparse.Namespace) -> int:
     if args.verify:
         bad = []
         for s in c.shards:
-            for f, h in (("db", "db_sha256"), ("embeddings", "embeddings_sha256")):
+            for f, h in (
+                ("db", "db_sha256"),
+                ("embeddings", "embeddings_sha256"),
+                ("embeddings_mask", "embeddings_mask_sha256"),
+            ):
                 if f in s and sha256_file(c.path / s[f]) != s[h]:
                     bad.append(s[f])
         if bad:
