@@ -1,0 +1,76 @@
+"""Bad input to the product commands (prime, predict) as a user would give it: each is a
+one-line error naming the input, exit code 2, no traceback, nothing half-written."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from priming.cli import main
+from priming.errors import DataError
+from priming.heads import PrimedHead, ZeroShotHead, load_head
+from tests._fakes import BagOfWordsEncoder, write_text_corpus
+
+FRUITS = ["apple", "banana", "cherry"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("product")
+    enc = BagOfWordsEncoder(dim=32)
+    caps = [f"a ripe {FRUITS[i % 3]} number {i}" for i in range(30)]
+    write_text_corpus(tmp, caps, enc)
+    (tmp / "classes.txt").write_text("apple\nbanana\ncherry\n")
+    T = enc.encode_texts(FRUITS)
+    X = enc.encode_texts(caps)
+    y = [FRUITS[i % 3] for i in range(30)]
+    PrimedHead(T, classes=FRUITS, alpha=0.5).fit(X, y).save(tmp / "head")
+    ZeroShotHead(T, FRUITS).fit().save(tmp / "zs")
+    np.save(tmp / "x.npy", enc.encode_texts(["ripe cherry", "an apple"]))
+    return tmp, enc
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+@pytest.mark.parametrize("kind", ["head", "zs"])
+@pytest.mark.parametrize(
+    "damage",
+    ["json_list", "json_no_kind_keys", "no_arrays", "garbage_arrays", "arrays_wrong_keys"],
+)
+def test_predict_damaged_head_folder_is_one_line_error(world, tmp_path, capsys, kind, damage):
+    tmp, _ = world
+    h = tmp_path / "h"
+    shutil.copytree(tmp / kind, h)
+    meta = json.loads((h / "head.json").read_text())
+    if damage == "json_list":
+        (h / "head.json").write_text("[1, 2]")
+    elif damage == "json_no_kind_keys":
+        (h / "head.json").write_text(json.dumps({"kind": meta["kind"]}))
+    elif damage == "no_arrays":
+        (h / "arrays.npz").unlink()
+    elif damage == "garbage_arrays":
+        (h / "arrays.npz").write_text("garbage")
+    else:
+        np.savez(h / "arrays.npz", other=np.zeros(3))
+    with pytest.raises(DataError, match="h"):
+        load_head(h)
+    assert main(["predict", "--head", str(h), "--data", str(tmp / "x.npy")]) == 2
+    _one_line_error(capsys, str(h))
+
+
+def test_head_json_cannot_name_arbitrary_callables(world, tmp_path):
+    tmp, _ = world
+    h = tmp_path / "h"
+    shutil.copytree(tmp / "head", h)
+    meta = json.loads((h / "head.json").read_text())
+    meta["imprint_class"] = "priming.eval.prime:run_prime"
+    (h / "head.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="imprint class"):
+        load_head(h)
