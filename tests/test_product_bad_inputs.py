@@ -74,3 +74,38 @@ def test_head_json_cannot_name_arbitrary_callables(world, tmp_path):
     (h / "head.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="imprint class"):
         load_head(h)
+
+
+def test_predict_out_is_a_folder(world, tmp_path, capsys):
+    tmp, _ = world
+    (tmp_path / "d").mkdir()
+    rc = main(["predict", "--head", str(tmp / "head"), "--data", str(tmp / "x.npy"),
+               "--out", str(tmp_path / "d")])  # fmt: skip
+    assert rc == 2
+    _one_line_error(capsys, "--out", str(tmp_path / "d"))
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no temporary file left behind
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_predict_labels_of_another_task_still_predicts(world, tmp_path, capsys):
+    tmp, _ = world
+    _register_fake()
+    data = tmp_path / "d.jsonl"
+    rows = [{"text": "ripe cherry", "label": "kiwi"}, {"text": "an apple", "label": "apple"}]
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "p.csv"
+    args = ["predict", "--head", str(tmp / "head"), "--data", str(data), "--model", "fake32:bow",
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert [r.split(",")[1] for r in out.read_text().splitlines()[1:]] == ["cherry", "apple"]
+    err = capsys.readouterr().err
+    assert "no accuracy" in err and "'kiwi'" in err
+
+
+def _register_fake():
+    from priming.encoders import ENCODERS, register_encoder
+
+    if "fake32" not in ENCODERS:
+        register_encoder("fake32")(
+            lambda spec, device, precision: BagOfWordsEncoder(dim=32, name=f"fake32:{spec}")
+        )
