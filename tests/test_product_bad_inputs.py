@@ -109,3 +109,52 @@ def _register_fake():
         register_encoder("fake32")(
             lambda spec, device, precision: BagOfWordsEncoder(dim=32, name=f"fake32:{spec}")
         )
+
+
+def _error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("priming prime: error:"), err
+    for n in needles:
+        assert n in err, err
+
+
+def _prime_args(tmp, out, *extra):
+    return [
+        "prime",
+        "--model",
+        "fake32:bow",
+        "--classes",
+        str(tmp / "classes.txt"),
+        "--corpus",
+        str(tmp / "corpus"),
+        "--cache-dir",
+        str(tmp / "cache"),
+        "--templates",
+        "identity",
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_prime_out_is_a_file(world, tmp_path, capsys, overwrite):
+    tmp, _ = world
+    _register_fake()
+    f = tmp_path / "afile"
+    f.write_text("precious")
+    rc = main(_prime_args(tmp, f, *(["--overwrite"] if overwrite else [])))
+    assert rc == 2
+    _error(capsys, "out", str(f))
+    assert f.read_text() == "precious"  # never replaced, even with --overwrite
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_prime_out_below_a_file(world, tmp_path, capsys):
+    tmp, _ = world
+    _register_fake()
+    f = tmp_path / "afile"
+    f.write_text("x")
+    assert main(_prime_args(tmp, f / "run")) == 2
+    _error(capsys, "out", str(f))
