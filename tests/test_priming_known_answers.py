@@ -141,7 +141,7 @@ def _oracle_union(Q, P, k, allowed=None):
     return out
 
 
-@pytest.mark.parametrize("method", ["exact"])
+@pytest.mark.parametrize("method", ["exact", "faiss"])
 def test_narrow_pool_is_union_of_per_query_knn_and_ignores_labels(method):
     if method == "faiss":
         pytest.importorskip("faiss")
