@@ -158,3 +158,24 @@ def test_prime_out_below_a_file(world, tmp_path, capsys):
     f.write_text("x")
     assert main(_prime_args(tmp, f / "run")) == 2
     _error(capsys, "out", str(f))
+
+
+def test_export_urls_reads_class_files_like_prime(world, tmp_path, capsys):
+    """The same classes.txt means the same classes for `corpus export-urls` and `prime`:
+    comments, BOM and zero-width characters ignored, duplicates an error."""
+    import pyarrow.parquet as pq
+
+    tmp, _ = world
+    f = tmp_path / "classes.txt"
+    f.write_text("\ufeff# fruit I like\napple\u200b\n\nbanana\n", encoding="utf-8")
+    out = tmp_path / "urls.parquet"
+    args = ["corpus", "export-urls", str(tmp / "corpus"), "--classes", str(f), "--out", str(out)]
+    assert main(args) == 0
+    labels = set(pq.read_table(out).column("label").to_pylist())
+    assert labels == {"apple", "banana"}
+    f.write_text("apple\nbanana\nApple\n")
+    out.unlink()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "duplicate class name 'Apple'" in err and "Traceback" not in err
+    assert not out.exists()

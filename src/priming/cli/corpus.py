@@ -194,20 +194,11 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def read_classes(path: str) -> dict[str, list[str]]:
-    from priming.errors import DataError
+    """Read a class-name file exactly as ``priming prime`` does (comments, BOM and
+    invisible characters ignored; duplicates an error): label -> names."""
+    from priming.heads import load_class_names
 
-    try:
-        lines = open(path, encoding="utf-8").read().splitlines()
-    except OSError as exc:
-        raise DataError(f"--classes {path!r}: {exc.strerror}") from None
-    out: dict[str, list[str]] = {}
-    for line in lines:
-        names = [n.strip() for n in line.split("|") if n.strip()]
-        if names:
-            out[names[0]] = names
-    if not out:
-        raise DataError(f"--classes {path!r} holds no class names")
-    return out
+    return {names[0]: names for names in load_class_names(path)}
 
 
 def run_export(args: argparse.Namespace) -> int:
