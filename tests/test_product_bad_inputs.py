@@ -179,3 +179,23 @@ def test_export_urls_reads_class_files_like_prime(world, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "duplicate class name 'Apple'" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["folder", "below_file"])
+def test_export_urls_out_is_a_folder_or_below_a_file(world, tmp_path, capsys, where):
+    from priming.corpus import export_urls, open_corpus
+    from priming.errors import ConfigError
+
+    tmp, _ = world
+    if where == "folder":
+        out = tmp_path / "d"
+        out.mkdir()
+    else:
+        (tmp_path / "f").write_text("x")
+        out = tmp_path / "f" / "urls.parquet"
+    args = ["corpus", "export-urls", str(tmp / "corpus"), "apple", "--out", str(out)]
+    assert main(args) == 2
+    _one_line_error(capsys, str(out) if where == "folder" else str(tmp_path / "f"))
+    with pytest.raises(ConfigError):
+        export_urls(open_corpus(tmp / "corpus"), [0, 1], out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["d"] if where == "folder" else ["f"])

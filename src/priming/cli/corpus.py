@@ -213,6 +213,9 @@ def run_export(args: argparse.Namespace) -> int:
         queries = {args.names[0]: args.names}
     else:
         raise ConfigError("give one or more names, or --classes FILE")
+    from priming.corpus._export import check_export_path
+
+    check_export_path(args.out)
     c = open_corpus(args.corpus)
     hits = c.search_captions(queries, limit_per_label=args.limit_per_label, mode=args.mode)
     res = export_urls(c, hits, args.out)
