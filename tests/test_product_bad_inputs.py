@@ -199,3 +199,20 @@ def test_export_urls_out_is_a_folder_or_below_a_file(world, tmp_path, capsys, wh
     with pytest.raises(ConfigError):
         export_urls(open_corpus(tmp / "corpus"), [0, 1], out)
     assert sorted(p.name for p in tmp_path.iterdir()) == (["d"] if where == "folder" else ["f"])
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_corpus_build_out_is_a_file(tmp_path, capsys, below):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"caption": ["a ripe apple"]}), tmp_path / "m.parquet")
+    f = tmp_path / "afile"
+    f.write_text("precious")
+    out = f / "corpus" if below else f
+    assert (
+        main(["corpus", "build", "--metadata", str(tmp_path / "m.parquet"), "--out", str(out)]) == 2
+    )
+    _one_line_error(capsys, str(out))
+    assert f.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "m.parquet"]
