@@ -216,3 +216,22 @@ def test_corpus_build_out_is_a_file(tmp_path, capsys, below):
     _one_line_error(capsys, str(out))
     assert f.read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "m.parquet"]
+
+
+def test_model_check_by_fingerprint_not_spelling(world):
+    """Caption embeddings made by an encoder are matched by its fingerprint: the same
+    model under another spelling of its name is accepted, another model is refused."""
+    from priming.corpus import open_corpus
+    from priming.errors import ConfigError
+    from priming.pool import check_corpus_model
+
+    tmp, enc = world
+    corpus = open_corpus(tmp / "corpus")
+    assert corpus.embedding_model == "fake:bow"
+    same = BagOfWordsEncoder(dim=32, name="fake:bow")
+    same.name = "fake:./models/bow"  # same weights, another way to name them
+    check_corpus_model(corpus, 32, same)
+    other = BagOfWordsEncoder(dim=32, name="fake:other")
+    other.name = "fake:bow"  # same name, other weights
+    with pytest.raises(ConfigError, match="model mismatch.*'fake:bow'.*fingerprint"):
+        check_corpus_model(corpus, 32, other)
