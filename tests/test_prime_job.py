@@ -128,7 +128,22 @@ def test_transductive_and_guided(world):
     )
     st = res.pool.stats()
     assert "transductive+guided" in st
-    assert len(res.pool) <= 24 * 2 + 8 * 2
+    # oracle: the same run's pool before narrowing; keep each eval text's 2 nearest pool
+    # items (cosine, labels unused) and each shot's 2 nearest items of the shot's class
+    full = run_prime(cfg(tmp, out=str(tmp / "run-f"), shots=str(tmp / "shots.jsonl")), encoder=enc)
+    P = full.pool.embeddings / np.linalg.norm(full.pool.embeddings, axis=1, keepdims=True)
+    want = set()
+    for name, guided in (("eval.jsonl", False), ("shots.jsonl", True)):
+        rows = [json.loads(line) for line in (tmp / name).read_text().splitlines()]
+        Q = enc.encode_texts([r["text"] for r in rows])
+        for q, r in zip(Q, rows):
+            sim = P @ (q / np.linalg.norm(q))
+            if guided:
+                sim = np.where(full.pool.labels == FRUITS.index(r["label"]), sim, -np.inf)
+            top = np.argsort(-sim, kind="stable")[:2]
+            want |= {int(full.pool.row_ids[j]) for j in top if np.isfinite(sim[j])}
+    assert set(res.pool.row_ids.tolist()) == want
+    assert 0 < len(want) < len(full.pool)
 
 
 def test_config_reports_every_problem(world, tmp_path):

@@ -249,20 +249,11 @@ def _print_image_report(corpus_dir: str, encoder) -> None:
 
 
 def read_classes(path: str) -> dict[str, list[str]]:
-    from priming.errors import DataError
+    """Read a class-name file exactly as ``priming prime`` does (comments, BOM and
+    invisible characters ignored; duplicates an error): label -> names."""
+    from priming.heads import load_class_names
 
-    try:
-        lines = open(path, encoding="utf-8").read().splitlines()
-    except OSError as exc:
-        raise DataError(f"--classes {path!r}: {exc.strerror}") from None
-    out: dict[str, list[str]] = {}
-    for line in lines:
-        names = [n.strip() for n in line.split("|") if n.strip()]
-        if names:
-            out[names[0]] = names
-    if not out:
-        raise DataError(f"--classes {path!r} holds no class names")
-    return out
+    return {names[0]: names for names in load_class_names(path)}
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -277,6 +268,9 @@ def run_export(args: argparse.Namespace) -> int:
         queries = {args.names[0]: args.names}
     else:
         raise ConfigError("give one or more names, or --classes FILE")
+    from priming.corpus._export import check_export_path
+
+    check_export_path(args.out)
     c = open_corpus(args.corpus)
     hits = c.search_captions(queries, limit_per_label=args.limit_per_label, mode=args.mode)
     res = export_urls(c, hits, args.out)

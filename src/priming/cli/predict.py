@@ -26,9 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import csv
     import io
-    import os
     import sys
-    import tempfile
     from pathlib import Path
 
     import numpy as np
@@ -37,6 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from priming.eval.prime import _default_cache
     from priming.heads import load_head
 
+    if args.out:
+        from priming._fs import make_dir
+
+        if Path(args.out).is_dir():
+            raise ConfigError(f"--out {args.out!r} is a folder; give the path of a CSV file")
+        make_dir(Path(args.out).parent, "folder of --out")
     head = load_head(args.head)
     data = Path(args.data)
     if data.suffix.lower() in (".npy", ".npz"):
@@ -61,28 +65,30 @@ def run(args: argparse.Namespace) -> int:
     X = np.asarray(emb.embeddings, np.float32)
     proba = head.predict_proba(X)
     pred = head.classes_[proba.argmax(axis=1)]
+    msg = f"{len(pred)} predictions"
+    if emb.labels is not None:
+        from priming.errors import DataError
+        from priming.eval.prime import match_labels
+        from priming.heads import parse_class_names
+
+        try:
+            y = match_labels(emb.labels, parse_class_names([str(c) for c in head.classes_]), "data")
+        except DataError as exc:  # labels of another task: predictions still stand
+            msg += f"; no accuracy ({exc})"
+        else:
+            msg += f"; accuracy {100 * float(np.mean(head.classes_[y] == pred)):.2f} %"
+    if emb.skipped:
+        msg += f"; {len(emb.skipped)} item(s) skipped"
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["id", "prediction", "confidence"])
     for i, p, c in zip(emb.ids, pred, proba.max(axis=1)):
         w.writerow([i, p, f"{c:.4f}"])
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, out)
+        from priming._fs import write_text_atomic
+
+        write_text_atomic(args.out, buf.getvalue())
     else:
         sys.stdout.write(buf.getvalue())
-    msg = f"{len(pred)} predictions"
-    if emb.labels is not None:
-        from priming.eval.prime import match_labels
-        from priming.heads import parse_class_names
-
-        y = match_labels(emb.labels, parse_class_names([str(c) for c in head.classes_]), "data")
-        msg += f"; accuracy {100 * float(np.mean(head.classes_[y] == pred)):.2f} %"
-    if emb.skipped:
-        msg += f"; {len(emb.skipped)} item(s) skipped"
     print(msg + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
     return 0

@@ -9,11 +9,23 @@ from typing import Any
 import numpy as np
 
 from priming.corpus._store import CaptionHits, Corpus, _pa
-from priming.errors import DataError
+from priming.errors import ConfigError, DataError
 
 __all__ = ["export_urls", "EXPORT_COLUMNS"]
 
 EXPORT_COLUMNS = ("url", "caption", "row_id", "label", "key", "width", "height", "similarity")
+
+
+def check_export_path(out: str | os.PathLike) -> Path:
+    """The output path of :func:`export_urls`, its folder created; a path that is a
+    folder, or whose folder cannot be created, is a ConfigError naming it."""
+    from priming._fs import make_dir
+
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"output {str(out)!r} is a folder; give the path of a .parquet file")
+    make_dir(out.parent, f"folder of the output {str(out)!r}")
+    return out
 
 
 def export_urls(corpus: Corpus, rows: Any, out: str | os.PathLike) -> dict[str, int]:
@@ -29,6 +41,7 @@ def export_urls(corpus: Corpus, rows: Any, out: str | os.PathLike) -> dict[str, 
     pa = _pa()
     import pyarrow.parquet as pq
 
+    out = check_export_path(out)
     labels = None
     if isinstance(rows, CaptionHits):
         rows = rows.table
@@ -62,8 +75,6 @@ def export_urls(corpus: Corpus, rows: Any, out: str | os.PathLike) -> dict[str, 
             "similarity": meta.column("similarity"),
         }
     ).filter(has_url)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         pq.write_table(table, tmp)

@@ -539,6 +539,11 @@ def build_corpus(
     out = Path(out)
     shard_dir = out / SHARD_DIR
     manifest_path = out / MANIFEST
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {str(out)!r} exists and is not a folder")
+    blocker = next((a for a in out.parents if a.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"out: {str(out)!r} cannot be created: {str(blocker)!r} is a file")
 
     if manifest_path.exists():
         manifest = read_manifest(out)

@@ -108,6 +108,16 @@ class PrimeConfig:
                 e.append(f"{p} must be a path string, got {v!r}")
             elif v and not Path(v).exists():
                 e.append(f"{p}: {v!r} does not exist")
+        if self.out is not None and not isinstance(self.out, str):
+            e.append(f"out must be a folder path string, got {self.out!r}")
+        elif self.out:
+            o = Path(self.out)
+            if o.exists() and not o.is_dir():
+                e.append(f"out: {self.out!r} exists and is not a folder")
+            else:
+                blocker = next((a for a in o.parents if a.exists()), None)
+                if blocker is not None and not blocker.is_dir():
+                    e.append(f"out: {self.out!r} cannot be created: {str(blocker)!r} is a file")
         if self.templates and not isinstance(self.templates, str):
             e.append(f"templates must be a set name or a file path, got {self.templates!r}")
         elif self.templates:

@@ -75,3 +75,50 @@ def decode_labels(array: np.ndarray | None, items: list | None) -> np.ndarray:
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out
+
+
+def read_head_meta(path: str | os.PathLike, kind: str | None = None) -> dict:
+    """Read ``head.json`` of a head folder: a JSON object (of ``kind`` when given).
+
+    Anything else (no file, invalid JSON, not an object, another kind) is a DataError
+    naming the folder."""
+    p = Path(path)
+    meta_path = p / "head.json"
+    if not meta_path.is_file():
+        raise DataError(f"{str(p)!r} is not a saved head folder (no head.json)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{str(meta_path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{str(meta_path)!r} is not a head description (not a JSON object)")
+    if kind is not None and meta.get("kind") != kind:
+        raise DataError(f"{str(p)!r} holds a {meta.get('kind')!r} head, not {kind!r}")
+    return meta
+
+
+def read_head_arrays(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Read ``arrays.npz`` of a head folder; a missing, unreadable or incomplete file is a
+    DataError naming the folder."""
+    import zipfile
+
+    p = Path(path)
+    f = p / "arrays.npz"
+    if not f.is_file():
+        raise DataError(f"{str(p)!r} is an incomplete head folder (no arrays.npz)")
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{str(f)!r} is not a readable head array file ({msg})") from None
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise DataError(f"{str(f)!r} lacks the array(s) {', '.join(missing)}")
+    return arrays
+
+
+def head_meta_error(path: str | os.PathLike, exc: Exception) -> DataError:
+    """A DataError for a ``head.json`` with missing or malformed entries."""
+    detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+    return DataError(f"{str(Path(path) / 'head.json')!r} is malformed ({detail})")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import json
 import logging
 from pathlib import Path
 
@@ -426,24 +425,32 @@ class PrimedHead:
         """Read a head written by :meth:`save`. The imprinted part is loaded with its
         class's ``load``; only classes from the ``priming`` package are imported by name
         (pass ``imprint_cls`` for others)."""
+        from priming.heads._io import head_meta_error, read_head_arrays, read_head_meta
+
         p = Path(path)
-        if not (p / "head.json").is_file():
-            raise DataError(f"{str(p)!r} is not a saved head (no head.json)")
-        meta = json.loads((p / "head.json").read_text(encoding="utf-8"))
-        if meta.get("kind") != "primed":
-            raise DataError(f"{str(p)!r} holds a {meta.get('kind')!r} head, not 'primed'")
-        with np.load(p / "arrays.npz", allow_pickle=False) as z:
-            T, counts = z["text_weights"], z["class_counts"]
-        head = cls(
-            T,
-            classes=meta["classes"],
-            alpha=meta["alpha"],
-            empty_class=meta["empty_class"],
-            temperature=meta["temperature"],
-        )
-        head._validate()
-        head.alpha_ = meta["alpha_"]
-        head.alpha_source_ = meta["alpha_source_"]
+        meta = read_head_meta(p, "primed")
+        arrays = read_head_arrays(p, ("text_weights", "class_counts"))
+        T, counts = arrays["text_weights"], arrays["class_counts"]
+        try:
+            head = cls(
+                T,
+                classes=meta["classes"],
+                alpha=meta["alpha"],
+                empty_class=meta["empty_class"],
+                temperature=meta["temperature"],
+            )
+            head._validate()
+            head.alpha_ = float(meta["alpha_"])
+            head.alpha_source_ = meta["alpha_source_"]
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, DataError):
+                raise DataError(f"{str(p)!r}: {exc}") from None
+            raise head_meta_error(p, exc) from None
+        if counts.shape != (T.shape[0],):
+            raise DataError(
+                f"{str(p / 'arrays.npz')!r}: class_counts has shape {counts.shape}, "
+                f"expected ({T.shape[0]},)"
+            )
         head.alpha_scores_ = meta.get("alpha_scores_")
         head.n_shots_ = meta.get("n_shots_", 0.0)
         head.metadata_ = meta.get("metadata", {})
@@ -452,13 +459,7 @@ class PrimedHead:
         head.imprint_ = None
         if meta.get("imprint_class"):
             if imprint_cls is None:
-                module, _, qual = meta["imprint_class"].partition(":")
-                if not module.startswith("priming."):
-                    raise DataError(
-                        f"{str(p)!r} names imprint class {meta['imprint_class']!r} outside the "
-                        "priming package; pass imprint_cls= to load it"
-                    )
-                imprint_cls = getattr(importlib.import_module(module), qual)
+                imprint_cls = _imprint_class(p, meta["imprint_class"])
             head.imprint_ = imprint_cls.load(p / "imprint")
         head._set_proxy_view()
         return head
@@ -466,18 +467,33 @@ class PrimedHead:
 
 def load_head(path: str | Path):
     """Load a head folder written by :meth:`PrimedHead.save` or :meth:`ZeroShotHead.save`."""
+    from priming.heads._io import read_head_meta
     from priming.heads.text import ZeroShotHead
 
     p = Path(path)
-    meta_path = p / "head.json"
-    if not meta_path.is_file():
-        raise DataError(f"{str(p)!r} is not a saved head folder (no head.json)")
-    try:
-        kind = json.loads(meta_path.read_text(encoding="utf-8")).get("kind")
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{str(meta_path)!r} is not valid JSON: {exc}") from None
+    kind = read_head_meta(p).get("kind")
     if kind == "primed":
         return PrimedHead.load(p)
     if kind == "zero-shot":
         return ZeroShotHead.load(p)
     raise DataError(f"{str(p)!r} holds an unknown head kind {kind!r}")
+
+
+def _imprint_class(p: Path, name) -> type:
+    """The imprint estimator class named in a head's ``head.json``: only a class from the
+    ``priming`` package that has ``load`` is accepted."""
+    module, _, qual = str(name).partition(":")
+    if not module.startswith("priming.") or not qual:
+        raise DataError(
+            f"{str(p)!r} names imprint class {name!r} outside the priming package; "
+            "pass imprint_cls= to load it"
+        )
+    try:
+        obj = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        raise DataError(f"{str(p)!r} names an unknown imprint class {name!r}") from None
+    if not isinstance(obj, type) or not callable(getattr(obj, "load", None)):
+        raise DataError(f"{str(p)!r} names {name!r}, which is not an imprint class")
+    return obj

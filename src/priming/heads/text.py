@@ -219,8 +219,15 @@ class ZeroShotHead:
 
     @classmethod
     def load(cls, path: str | Path) -> ZeroShotHead:
+        from priming.heads._io import head_meta_error
+
         meta, arrays = _read_head(path, "zero-shot")
-        return cls(arrays["text_weights"], meta["classes"], meta["temperature"]).fit()
+        try:
+            return cls(arrays["text_weights"], meta["classes"], meta["temperature"]).fit()
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, DataError):
+                raise DataError(f"{str(path)!r}: {exc}") from None
+            raise head_meta_error(path, exc) from None
 
 
 def _check_classes(classes, n_rows: int) -> np.ndarray:
@@ -242,15 +249,7 @@ def _check_classes(classes, n_rows: int) -> np.ndarray:
 
 
 def _read_head(path: str | Path, kind: str) -> tuple[dict, dict]:
-    import json
+    from priming.heads._io import read_head_arrays, read_head_meta
 
-    p = Path(path)
-    meta_path = p / "head.json"
-    if not meta_path.is_file():
-        raise DataError(f"{str(p)!r} is not a saved head (no head.json)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("kind") != kind:
-        raise DataError(f"{str(p)!r} holds a {meta.get('kind')!r} head, not {kind!r}")
-    with np.load(p / "arrays.npz", allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    return meta, arrays
+    meta = read_head_meta(path, kind)
+    return meta, read_head_arrays(path, ("text_weights",))

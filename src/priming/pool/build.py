@@ -46,6 +46,20 @@ def check_corpus_model(
             f"produces {dim}-d embeddings"
         )
     recorded = getattr(corpus, "embedding_model", None)
+    manifest = getattr(corpus, "manifest", None)
+    corpus_fp = None
+    if isinstance(manifest, dict) and manifest.get("embedding_source") == "captions":
+        corpus_fp = manifest.get("embedding_fingerprint")  # the encoder's (fill_embeddings)
+    enc_fp = getattr(encoder, "fingerprint", None)
+    if corpus_fp and enc_fp:  # the same weights under another spelling of the name
+        if corpus_fp == enc_fp:
+            return
+        raise ConfigError(
+            f"model mismatch: the corpus embeddings were made with {recorded or 'a model'!r} "
+            f"(fingerprint {corpus_fp[:12]}) but this run uses "
+            f"{getattr(encoder, 'name', model)!r} (fingerprint {enc_fp[:12]}); re-embed the "
+            "corpus (priming corpus embed --overwrite) or use that model"
+        )
     mine = [
         m
         for m in (model, getattr(encoder, "name", None), getattr(encoder, "fingerprint", None))
@@ -54,7 +68,8 @@ def check_corpus_model(
     if recorded and mine and recorded not in mine:
         raise ConfigError(
             f"model mismatch: the corpus embeddings were made with {recorded!r} but this run "
-            f"uses {mine[0]!r}; re-embed the corpus (fill_embeddings) or use that model"
+            f"uses {mine[0]!r}; re-embed the corpus (priming corpus embed --overwrite) or use "
+            "that model"
         )
 
 

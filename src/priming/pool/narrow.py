@@ -103,9 +103,13 @@ def _faiss_knn(Q: np.ndarray, P: np.ndarray, k: int):
 
         raise missing_dependency("faiss-cpu", "corpus") from None
     Qn = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
+    P = np.ascontiguousarray(P, dtype=np.float32)
+    norms = np.linalg.norm(P, axis=1, keepdims=True)
+    if not np.allclose(norms, 1.0, atol=1e-3):  # cosine, not inner product
+        P = P / np.maximum(norms, 1e-12)
     s, i = faiss.knn(
         np.ascontiguousarray(Qn),
-        np.ascontiguousarray(P, dtype=np.float32),
+        P,
         min(k, len(P)),
         metric=faiss.METRIC_INNER_PRODUCT,
     )
