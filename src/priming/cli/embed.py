@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
+from priming.cli._args import positive_int as _positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
