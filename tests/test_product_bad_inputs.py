@@ -105,10 +105,13 @@ def test_predict_labels_of_another_task_still_predicts(world, tmp_path, capsys):
 def _register_fake():
     from priming.encoders import ENCODERS, register_encoder
 
+    def make(spec, device, precision):
+        enc = BagOfWordsEncoder(dim=32, name="fake:bow")  # the corpus's model (fingerprint)
+        enc.name = f"fake32:{spec}"  # under another name
+        return enc
+
     if "fake32" not in ENCODERS:
-        register_encoder("fake32")(
-            lambda spec, device, precision: BagOfWordsEncoder(dim=32, name=f"fake32:{spec}")
-        )
+        register_encoder("fake32")(make)
 
 
 def _error(capsys, *needles):
@@ -235,3 +238,20 @@ def test_model_check_by_fingerprint_not_spelling(world):
     other.name = "fake:bow"  # same name, other weights
     with pytest.raises(ConfigError, match="model mismatch.*'fake:bow'.*fingerprint"):
         check_corpus_model(corpus, 32, other)
+
+
+def test_names_without_letters_match_nothing_and_keep_text_weight(world, tmp_path, capsys):
+    """'***' as a class (or synonym) can match no caption: reported like any class that
+    matches nothing, never a failed run."""
+    tmp, _ = world
+    _register_fake()
+    classes = tmp_path / "c.txt"
+    classes.write_text("apple|***\n+++\nbanana\n")
+    out = tmp_path / "run"
+    args = _prime_args(tmp, out)
+    args[args.index("--classes") + 1] = str(classes)
+    assert main(args) == 0, capsys.readouterr().err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["pool"]["empty_classes"] == ["+++"]
+    assert m["pool"]["per_class"]["apple"] == 10 and m["pool"]["per_class"]["banana"] == 10
+    assert m["pool"]["meta"]["unsearchable_names"] == ["***", "+++"]

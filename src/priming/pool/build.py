@@ -73,6 +73,19 @@ def check_corpus_model(
         )
 
 
+def _empty_hits():
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "row_id": pa.array([], pa.int64()),
+            "label": pa.array([], pa.string()),
+            "similarity": pa.array([], pa.float32()),
+            "nsfw": pa.array([], pa.bool_()),
+        }
+    )
+
+
 def _col(table, *names, default=None):
     for n in names:
         if n in table.column_names:
@@ -232,18 +245,34 @@ def build_pool(
         steps.append((step, np.bincount(np.asarray(labs, dtype=np.int64), minlength=C).tolist()))
 
     if recall in ("search", "both"):
-        hits = corpus.search_captions(
-            {n: list(c) for n, c in zip(names, classes)},
-            limit_per_label=search_limit,
-            mode=mode.replace("-", "_"),
+        from priming.corpus._store import tokenize
+
+        # a name without letters or digits ("***") can match no caption: reported, and
+        # its class keeps its other names (or, with none, its text weight)
+        queries = {n: [s for s in c if tokenize(s)] for n, c in zip(names, classes)}
+        unsearchable = [s for c in classes for s in c if not tokenize(s)]
+        if unsearchable:
+            log.warning(
+                "%d class name(s) have no letters or digits and can match no caption: %s",
+                len(unsearchable),
+                ", ".join(repr(u) for u in unsearchable[:10]),
+            )
+            meta["unsearchable_names"] = unsearchable
+        queries = {n: c for n, c in queries.items() if c}
+        hits = (
+            corpus.search_captions(
+                queries, limit_per_label=search_limit, mode=mode.replace("-", "_")
+            )
+            if queries
+            else None
         )
-        t = hits.table
+        t = hits.table if hits is not None else _empty_hits()
         row_ids = [int(r) for r in t.column("row_id").to_pylist()]
         labels = [label_index[lab] for lab in t.column("label").to_pylist()]
         for r, s in zip(row_ids, _col(t, "similarity", default=None)):
             sims[r] = np.nan if s is None else float(s)
         hit_nsfw.update(zip(row_ids, _col(t, "nsfw", default=False)))
-        n_amb = 0 if hits.ambiguous is None else hits.ambiguous.num_rows
+        n_amb = 0 if hits is None or hits.ambiguous is None else hits.ambiguous.num_rows
         meta["ambiguous_rows"] = n_amb
         if ambiguous == "longest" and n_amb:
             r2, l2 = _resolve_longest(corpus, hits.ambiguous, classes, label_index)
