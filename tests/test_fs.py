@@ -45,3 +45,20 @@ def test_write_json_atomic_round_trip(tmp_path):
     p = write_json_atomic(tmp_path / "m.json", {"b": 1, "a": [1, 2]}, sort_keys=True)
     assert json.loads(p.read_text()) == {"a": [1, 2], "b": 1}
     assert os.path.getsize(p) > 0
+
+
+def test_replace_dir_swaps_whole_folder(tmp_path):
+    from priming._fs import replace_dir
+
+    dest = tmp_path / "run"
+    new = tmp_path / ".new1"
+    new.mkdir()
+    (new / "a.txt").write_text("1")
+    replace_dir(new, dest)
+    assert (dest / "a.txt").read_text() == "1"
+    newer = tmp_path / ".new2"
+    newer.mkdir()
+    (newer / "b.txt").write_text("2")
+    replace_dir(newer, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["b.txt"]  # old contents gone, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no leftovers

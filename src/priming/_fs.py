@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "write_bytes_atomic",
     "write_text_atomic",
     "write_json_atomic",
+    "replace_dir",
 ]
 
 
@@ -100,3 +102,20 @@ def write_json_atomic(
 ) -> Path:
     """Serialise ``obj`` as JSON (``json.dumps(obj, **dumps_kwargs)``) to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(obj, **dumps_kwargs) + "\n", fsync=fsync)
+
+
+def replace_dir(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Move the finished folder ``src`` onto ``dest``, replacing any folder already there.
+
+    The old folder is first renamed aside (into a temporary folder next to ``dest``) and
+    removed only once ``src`` is in place, so ``dest`` is never a mix of old and new.
+    """
+    src, dest = Path(src), Path(dest)
+    if not dest.exists():
+        os.replace(src, dest)
+        return dest
+    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+    os.replace(dest, old / "previous")
+    os.replace(src, dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from priming._fs import replace_dir
 from priming.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -550,13 +551,7 @@ def _write_run(out: Path, cfg, head, pool, metrics, heads) -> None:
         _write_json(tmp / "metrics.json", metrics)
         plot = _plot(tmp / "report.png", metrics)
         (tmp / "report.md").write_text(_markdown(metrics, pool, plot), encoding="utf-8")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "run")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

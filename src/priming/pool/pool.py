@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from priming._fs import replace_dir
 from priming.errors import DataError, missing_dependency
 
 __all__ = ["PrimingPool"]
@@ -158,13 +158,7 @@ class PrimingPool:
             (tmp / "pool.json").write_text(
                 json.dumps(meta, indent=2, default=str), encoding="utf-8"
             )
-            if p.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{p.name}.old.", dir=p.parent))
-                os.replace(p, old / "x")
-                os.replace(tmp, p)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, p)
+            replace_dir(tmp, p)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
