@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -307,25 +309,28 @@ def test_save_load_round_trip(tmp_path, labels, kw):
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
 
 
-def test_save_without_suffix_and_load_errors(tmp_path):
+def test_save_is_a_head_folder_and_load_errors(tmp_path):
     X, y = _blobs(n_classes=3)
     p = ImprintedHead().fit(X, y).save(tmp_path / "h")
-    assert p.name == "h.npz"
+    assert p == tmp_path / "h" and (p / "head.json").is_file() and (p / "arrays.npz").is_file()
     assert ImprintedHead.load(tmp_path / "h").n_features_in_ == X.shape[1]
-    with pytest.raises(DataError):
-        ImprintedHead.load(tmp_path / "missing.npz")
-    (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(DataError):
-        ImprintedHead.load(tmp_path / "junk.npz")
+    with pytest.raises(DataError, match="no head.json"):
+        ImprintedHead.load(tmp_path / "missing")
+    (tmp_path / "h" / "arrays.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="arrays.npz"):
+        ImprintedHead.load(tmp_path / "h")
     with pytest.raises(NotFittedError):
-        ImprintedHead().save(tmp_path / "x.npz")
+        ImprintedHead().save(tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 def test_saved_file_needs_no_pickle(tmp_path):
     X, y = _blobs(n_classes=3)
-    path = ImprintedHead().fit(X, np.array(["a", "b", "c"])[y]).save(tmp_path / "h.npz")
-    with np.load(path, allow_pickle=False) as z:
-        assert {"weights", "proxy_labels", "classes", "__meta__"} <= set(z.files)
+    path = ImprintedHead().fit(X, np.array(["a", "b", "c"])[y]).save(tmp_path / "h")
+    with np.load(path / "arrays.npz", allow_pickle=False) as z:
+        assert {"fitted:weights_", "fitted:proxy_labels_", "classes_"} <= set(z.files)
+    meta = json.loads((path / "head.json").read_text())
+    assert meta["kind"] == "imprinted" and meta["params"]["generator"] == "mean"
 
 
 # ---------------------------------------------------- scikit-learn compatibility

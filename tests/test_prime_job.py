@@ -88,7 +88,7 @@ def test_run_prime_end_to_end(world):
     run = tmp / "run"
     for f in (
         "head/head.json",
-        "head/imprint.npz",
+        "head/fitted/imprint_/arrays.npz",
         "pool/pool.parquet",
         "pool/embeddings.npy",
         "metrics.json",

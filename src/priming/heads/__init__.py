@@ -1,8 +1,15 @@
-"""priming.heads: classifier heads over embeddings (imprinted, text, primed)."""
+"""priming.heads: classifier heads over embeddings, all registered head kinds.
+
+Every head derives from :class:`priming.heads.base.BaseHead` (a scikit-learn
+classifier) and is registered in :data:`HEADS`; :func:`load_head` reads any of them
+back from the one folder format. See ``docs/imprinting.md`` ("Heads") for the contract
+and how to add a head.
+"""
 
 from priming.heads.alpha import REFERENCE_ALPHAS, schedule_alpha
+from priming.heads.base import HEADS, BaseHead, load_head, read_head_metadata, register_head
 from priming.heads.imprinted import PRESETS, ImprintedHead
-from priming.heads.primed import PrimedHead, load_head
+from priming.heads.primed import PrimedHead, primed_scores
 from priming.heads.templates import (
     TEMPLATE_SETS,
     get_templates,
@@ -14,10 +21,15 @@ from priming.heads.templates import (
 from priming.heads.text import ZeroShotHead, build_text_weights
 
 __all__ = [
+    "BaseHead",
+    "HEADS",
+    "register_head",
+    "load_head",
+    "read_head_metadata",
     "ImprintedHead",
     "PRESETS",
     "PrimedHead",
-    "load_head",
+    "primed_scores",
     "ZeroShotHead",
     "build_text_weights",
     "REFERENCE_ALPHAS",

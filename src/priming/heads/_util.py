@@ -1,39 +1,20 @@
-"""Small array helpers shared by the heads (no torch, no heavy imports)."""
+"""Boundary checks shared by the text and primed heads (no torch, no heavy imports)."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
-from priming.errors import DataError
+from priming.errors import ConfigError, DataError
 
-EPS = 1e-12
-
-
-def l2_normalize(X: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm; a zero row stays zero (never NaN). Returns a new array."""
-    X = np.asarray(X, dtype=np.float32)
-    norms = np.linalg.norm(X, axis=-1, keepdims=True)
-    return X / np.maximum(norms, EPS)
-
-
-def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``scores / temperature`` (numerically stable)."""
-    z = np.asarray(scores, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
+__all__ = ["check_matrix", "check_classes", "check_temperature"]
 
 
 def check_matrix(
     X, name: str, n_features: int | None = None, allow_empty: bool = False
 ) -> np.ndarray:
     """Validate a 2-D finite float matrix; returns it as float32 (a copy only if needed)."""
+    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
+        raise DataError(f"{name}: sparse input is not supported; pass a dense array")
     try:
         X = np.asarray(X, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -52,32 +33,42 @@ def check_matrix(
     return X
 
 
-def write_json_atomic(path: Path, obj: object) -> None:
-    """Write JSON to ``path`` atomically (temp file in the same folder + os.replace)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def check_classes(classes, n_rows: int) -> np.ndarray:
+    """The ``classes_`` array for ``classes`` naming ``n_rows`` rows (row indices when
+    None). Names may be any hashable values; duplicates are refused."""
+    if classes is None:
+        return np.arange(n_rows)
+    if isinstance(classes, str):
+        raise ConfigError("classes must be a sequence of names, not one string")
+    items = list(classes)
+    arr = np.asarray(items) if items else np.zeros(0)
+    if arr.ndim != 1 or arr.dtype.kind not in "biufUS":
+        arr = np.empty(len(items), dtype=object)
+        arr[:] = items
+    if len(arr) != n_rows:
+        raise ConfigError(
+            f"classes has {len(arr)} names but text_weights has {n_rows} rows; give one name per row"
+        )
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        n_unique = len(set(arr.tolist()))
+    except TypeError:
+        raise ConfigError("classes must be hashable values (str, int, tuple, ...)") from None
+    if n_unique != len(arr):
+        seen, dup = set(), []
+        for c in arr.tolist():
+            if c in seen:
+                dup.append(c)
+            seen.add(c)
+        raise DataError(f"duplicate class names: {dup[:5]}")
+    return arr
 
 
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` to ``path`` atomically."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def check_temperature(temperature) -> float:
+    """A temperature for ``predict_proba``: a finite number > 0."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def to_jsonable_labels(classes: np.ndarray) -> list:
-    """Class labels as a JSON list (numpy scalars converted to Python values)."""
-    return [c.item() if isinstance(c, np.generic) else c for c in np.asarray(classes).tolist()]
+        t = float(temperature)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if isinstance(temperature, bool) or not np.isfinite(t) or t <= 0:
+        raise ConfigError(f"temperature must be a number > 0, got {temperature!r}")
+    return t

@@ -19,11 +19,27 @@ registered under a *kind* name with :func:`register_head`::
         def decision_function(self, X):
             ...                                  # (n, C) scores in classes_ order
 
+        @classmethod
+        def _example(cls, n_classes, n_features, random_state=None):
+            ...                                  # an instance for a small test problem
+
 ``predict`` / ``predict_proba`` / ``score`` come from the base class. :meth:`BaseHead.save`
 writes a folder with ``head.json`` (kind, format version, constructor parameters, JSON-able
 fitted values, caller metadata) and ``arrays.npz`` (array parameters and fitted arrays);
 parameters or fitted attributes that are themselves heads are saved in sub-folders. No
-pickle anywhere. :func:`load_head` reads any registered kind back.
+pickle anywhere. :func:`load_head` reads any registered kind back; a head file of an
+unknown format version, with entries the format does not have, or with fitted values the
+head's own checks (:meth:`BaseHead._check_loaded`) refuse is a :class:`DataError` naming
+the file. :func:`read_head_metadata` reads the caller's ``metadata`` (e.g. the model
+name and fingerprint) without loading the arrays.
+
+A new head kind is one module: subclass :class:`BaseHead`, decorate it with
+:func:`register_head`, declare its fitted state, and give it an ``_example`` classmethod
+when it cannot be built without arguments (e.g. it needs text weights). The contract test
+(``tests/test_head_contract.py``) runs scikit-learn's estimator checks, ``clone``,
+``GridSearchCV`` and ``cross_val_score`` and a save/load round trip over every registered
+kind, building each with ``_example``: a head whose instance has ``text_weights`` is
+tested on data whose class centres are those text weights, so any weights work.
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,15 +58,32 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from priming._fs import atomic_output, replace_dir
 from priming._json import to_jsonable
-from priming.errors import DataError, NotFittedError
+from priming.errors import ConfigError, DataError, NotFittedError, PrimingError
 from priming.registry import Registry
 
-__all__ = ["BaseHead", "HEADS", "register_head", "load_head", "softmax"]
+__all__ = [
+    "BaseHead",
+    "HEADS",
+    "FORMAT_VERSION",
+    "register_head",
+    "load_head",
+    "read_head_metadata",
+    "softmax",
+]
 
 #: head kind name -> head class
 HEADS: Registry[type] = Registry("head kind")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2: one folder format for every head kind (version 1 was the earlier per-kind
+files: ``imprint.npz`` for imprinted heads, their own ``head.json`` for text and primed
+heads; not read any more: refit and save again)."""
+
+#: the entries a ``head.json`` may have; anything else is refused as not written by us
+_HEAD_JSON_KEYS = frozenset(
+    {"kind", "format_version", "params", "head_params", "fitted", "fitted_heads",
+     "classes_list", "n_features_in", "metadata", "unfitted", "extra"}
+)  # fmt: skip
 
 
 def register_head(kind: str):
@@ -86,12 +120,44 @@ class BaseHead(ClassifierMixin, BaseEstimator):
     #: ``temperature`` parameter; 0.01 is CLIP's logit scale 100 for cosine scores.
     default_temperature: ClassVar[float] = 0.01
 
+    # -- scikit-learn protocol ------------------------------------------------------------
+    def set_params(self, **params) -> BaseHead:
+        """scikit-learn's ``set_params`` (nested ``a__b`` included); an unknown name is a
+        :class:`ConfigError` listing the valid ones."""
+        try:
+            return super().set_params(**params)
+        except PrimingError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def __sklearn_is_fitted__(self) -> bool:
+        try:
+            self._check_fitted()
+        except NotFittedError:
+            return False
+        return True
+
+    @classmethod
+    def _example(cls, n_classes: int = 3, n_features: int = 8, random_state=None) -> BaseHead:
+        """An instance for a small synthetic problem with ``n_classes`` classes in
+        ``n_features`` dimensions (used by the contract tests). Heads that need
+        constructor arguments (text weights) override this."""
+        return cls()
+
+    @classmethod
+    def _example_grid(cls) -> dict:
+        """A small ``GridSearchCV`` parameter grid for the contract tests (``{}``: none)."""
+        return {}
+
     # -- prediction -------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):
-            raise NotFittedError(
-                f"this {type(self).__name__} is not fitted yet; call fit() first"
-            )
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+
+    def _check_loaded(self) -> None:
+        """Hook run after :func:`load_head` restored the state: validate parameters and
+        fitted values (raise DataError/ConfigError); the loader names the file."""
 
     def decision_function(self, X) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -133,22 +199,7 @@ class BaseHead(ClassifierMixin, BaseEstimator):
         return p
 
     def _write(self, folder: Path, metadata: dict | None) -> None:
-        arrays: dict[str, np.ndarray] = {}
-        params: dict[str, Any] = {}
-        sub_params: list[str] = []
-        for name, value in self.get_params(deep=False).items():
-            if isinstance(value, BaseHead):
-                if hasattr(value, "classes_"):
-                    value._write(_subdir(folder, "params", name), None)
-                else:
-                    _write_unfitted(value, _subdir(folder, "params", name))
-                sub_params.append(name)
-            elif isinstance(value, np.ndarray):
-                arrays[f"param:{name}"] = _plain_array(value, name)
-            elif isinstance(value, np.random.Generator | np.random.RandomState):
-                params[name] = None
-            else:
-                params[name] = to_jsonable(value)
+        arrays, params, sub_params = _split_params(self, folder)
         for name in self._fitted_arrays:
             value = getattr(self, name, None)
             if value is not None:
@@ -158,7 +209,7 @@ class BaseHead(ClassifierMixin, BaseEstimator):
         if classes.dtype.kind in "biufU":
             arrays["classes_"] = classes
         else:
-            classes_list = to_jsonable(classes.tolist())
+            classes_list = _json_value(classes.tolist(), "classes_")
         fitted_heads = []
         for name in self._fitted_heads:
             value = getattr(self, name, None)
@@ -170,17 +221,14 @@ class BaseHead(ClassifierMixin, BaseEstimator):
             "format_version": FORMAT_VERSION,
             "params": params,
             "head_params": sub_params,
-            "fitted": {n: to_jsonable(getattr(self, n, None)) for n in self._fitted_values},
+            "fitted": {n: _json_value(getattr(self, n, None), n) for n in self._fitted_values},
             "fitted_heads": fitted_heads,
             "classes_list": classes_list,
             "n_features_in": int(self.n_features_in_),
-            "metadata": to_jsonable(metadata or getattr(self, "metadata_", None) or {}),
+            "metadata": _json_value(metadata or getattr(self, "metadata_", None) or {}, "metadata"),
         }
         self._save_extra(folder, arrays, meta)
-        with atomic_output(folder / "arrays.npz") as fh:
-            np.savez(fh, **arrays)
-        with atomic_output(folder / "head.json") as fh:
-            fh.write(json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
+        _write_files(folder, arrays, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BaseHead:
@@ -193,43 +241,48 @@ class BaseHead(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def _read(cls, p: Path, meta: dict) -> BaseHead:
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise DataError(
-                f"{str(p)!r}: head format version {meta.get('format_version')!r} is not "
-                f"supported (this priming reads version {FORMAT_VERSION})"
-            )
+        _check_head_json(p, meta, cls)
         arrays = read_head_npz(p)
         try:
-            params = dict(meta["params"])
-            for key, value in arrays.items():
-                if key.startswith("param:"):
-                    params[key[6:]] = value
-            for name in meta.get("head_params", []):
-                params[name] = load_head(p / "params" / name)
-            head = cls(**params)
-            if meta.get("unfitted"):
-                return head
-            for name in cls._fitted_arrays:
-                if f"fitted:{name}" in arrays:
-                    setattr(head, name, arrays[f"fitted:{name}"])
-            for name, value in meta["fitted"].items():
-                setattr(head, name, value)
-            for name in meta.get("fitted_heads", []):
-                setattr(head, name, load_head(p / "fitted" / name))
-            if meta.get("classes_list") is not None:
-                classes = np.empty(len(meta["classes_list"]), dtype=object)
-                classes[:] = meta["classes_list"]
-            else:
-                classes = arrays["classes_"]
-            head.classes_ = classes
-            head.n_features_in_ = int(meta["n_features_in"])
-            head.metadata_ = meta.get("metadata") or {}
-            head._load_extra(p, arrays, meta)
+            head = cls._restore(p, meta, arrays)
+            if not meta.get("unfitted"):
+                head._check_loaded()
         except DataError as exc:
-            raise DataError(f"{str(p)!r}: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
+            msg = str(exc)
+            raise DataError(msg if str(p) in msg else f"{str(p)!r}: {msg}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+            detail = detail.splitlines()[0] if detail else type(exc).__name__
             raise DataError(f"{str(p / 'head.json')!r} is malformed ({detail})") from None
+        return head
+
+    @classmethod
+    def _restore(cls, p: Path, meta: dict, arrays: dict[str, np.ndarray]) -> BaseHead:
+        params = dict(meta["params"])
+        for key, value in arrays.items():
+            if key.startswith("param:"):
+                params[key[6:]] = value
+        for name in meta.get("head_params", []):
+            params[name] = load_head(p / "params" / name)
+        head = cls(**params)
+        if meta.get("unfitted"):
+            return head
+        for name in cls._fitted_arrays:
+            if f"fitted:{name}" in arrays:
+                setattr(head, name, arrays[f"fitted:{name}"])
+        for name, value in meta["fitted"].items():
+            setattr(head, name, value)
+        for name in meta.get("fitted_heads", []):
+            setattr(head, name, load_head(p / "fitted" / name))
+        if meta.get("classes_list") is not None:
+            classes = np.empty(len(meta["classes_list"]), dtype=object)
+            classes[:] = meta["classes_list"]
+        else:
+            classes = arrays["classes_"]
+        head.classes_ = classes
+        head.n_features_in_ = int(meta["n_features_in"])
+        head.metadata_ = meta.get("metadata") or {}
+        head._load_extra(p, arrays, meta)
         return head
 
 
@@ -245,19 +298,51 @@ def _plain_array(value: np.ndarray, name: str) -> np.ndarray:
     return value
 
 
-def _write_unfitted(head: BaseHead, folder: Path) -> None:
-    """An unfitted head used as a parameter (e.g. the imprint template of a primed head)."""
-    arrays, params, subs = {}, {}, []
+def _json_value(value: Any, name: str) -> Any:
+    """``value`` as JSON-able data, or a DataError naming what cannot be saved."""
+    out = to_jsonable(value)
+    try:
+        json.dumps(out)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"cannot save {name!r} of type {type(value).__name__} in head.json "
+            "(only JSON-able values, numpy arrays and heads are saved)"
+        ) from None
+    return out
+
+
+def _split_params(head: BaseHead, folder: Path) -> tuple[dict, dict, list[str]]:
+    """Constructor parameters as (arrays, JSON params, names of head parameters); head
+    parameters are written into ``folder/params/<name>`` (fitted or not)."""
+    arrays: dict[str, np.ndarray] = {}
+    params: dict[str, Any] = {}
+    subs: list[str] = []
     for name, value in head.get_params(deep=False).items():
         if isinstance(value, BaseHead):
-            _write_unfitted(value, _subdir(folder, "params", name))
+            if value.__sklearn_is_fitted__():
+                value._write(_subdir(folder, "params", name), None)
+            else:
+                _write_unfitted(value, _subdir(folder, "params", name))
             subs.append(name)
         elif isinstance(value, np.ndarray):
             arrays[f"param:{name}"] = _plain_array(value, name)
         elif isinstance(value, np.random.Generator | np.random.RandomState):
             params[name] = None
         else:
-            params[name] = to_jsonable(value)
+            params[name] = _json_value(value, name)
+    return arrays, params, subs
+
+
+def _write_files(folder: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    with atomic_output(folder / "arrays.npz") as fh:
+        np.savez(fh, **arrays)
+    with atomic_output(folder / "head.json") as fh:
+        fh.write(json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def _write_unfitted(head: BaseHead, folder: Path) -> None:
+    """An unfitted head used as a parameter (e.g. the imprint template of a primed head)."""
+    arrays, params, subs = _split_params(head, folder)
     meta = {
         "kind": head.kind,
         "format_version": FORMAT_VERSION,
@@ -265,14 +350,56 @@ def _write_unfitted(head: BaseHead, folder: Path) -> None:
         "head_params": subs,
         "unfitted": True,
     }
-    with atomic_output(folder / "arrays.npz") as fh:
-        np.savez(fh, **arrays)
-    with atomic_output(folder / "head.json") as fh:
-        fh.write(json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"))
+    _write_files(folder, arrays, meta)
+
+
+def _check_head_json(p: Path, meta: dict, cls: type) -> None:
+    """Refuse a ``head.json`` of another format version or with entries that this format
+    does not have (a file not written by :meth:`BaseHead.save`)."""
+    f = str(p / "head.json")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        hint = (
+            " (written by an earlier priming, which had one file format per head kind: "
+            "fit the head again and save it)"
+            if version == 1
+            else ""
+        )
+        raise DataError(
+            f"{f!r}: head format version {version!r} is not supported (this priming reads "
+            f"version {FORMAT_VERSION}){hint}"
+        )
+    if "imprint_class" in meta:
+        raise DataError(
+            f"{f!r} names an imprint class ('imprint_class', an entry of format version 1); "
+            "a head file names its class only by its registered kind"
+        )
+    unknown = sorted(set(meta) - _HEAD_JSON_KEYS)
+    if unknown:
+        raise DataError(f"{f!r} has entries the head format does not have: {', '.join(unknown)}")
+    allowed = {
+        "params": set(cls._get_param_names()),
+        "head_params": set(cls._get_param_names()),
+        "fitted": set(cls._fitted_values),
+        "fitted_heads": set(cls._fitted_heads),
+    }
+    for key, names in allowed.items():
+        value = meta.get(key, {} if key in ("params", "fitted") else [])
+        if not isinstance(value, dict if key in ("params", "fitted") else list):
+            raise DataError(f"{f!r} is malformed ({key!r} has the wrong type)")
+        if meta.get("unfitted") and key in ("fitted", "fitted_heads"):
+            continue
+        bad = sorted(str(n) for n in value if n not in names)
+        if bad:
+            raise DataError(
+                f"{f!r}: {key} {', '.join(bad)} are not {key.replace('_', ' ')} of a "
+                f"{cls.kind!r} head"
+            )
 
 
 def read_head_json(p: Path) -> dict:
     """``head.json`` of a head folder as a dict; anything else is a DataError naming it."""
+    p = Path(p)
     f = p / "head.json"
     if not f.is_file():
         raise DataError(f"{str(p)!r} is not a saved head folder (no head.json)")
@@ -293,9 +420,21 @@ def read_head_npz(p: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(f, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{str(f)!r} is not a readable head array file ({msg})") from None
+
+
+def read_head_metadata(path: str | os.PathLike) -> dict:
+    """The ``metadata`` a head folder was saved with (``save(path, metadata=...)``, e.g.
+    ``{"model": ..., "model_fingerprint": ...}``), without loading its arrays; ``{}`` when
+    none was recorded."""
+    p = Path(path)
+    meta = read_head_json(p)
+    value = meta.get("metadata") or {}
+    if not isinstance(value, dict):
+        raise DataError(f"{str(p / 'head.json')!r}: metadata is not a JSON object")
+    return value
 
 
 def load_head(path: str | os.PathLike) -> BaseHead:
@@ -303,7 +442,7 @@ def load_head(path: str | os.PathLike) -> BaseHead:
     p = Path(path)
     meta = read_head_json(p)
     kind = meta.get("kind")
-    if kind not in HEADS:
+    if not isinstance(kind, str) or kind not in HEADS:
         raise DataError(
             f"{str(p)!r} holds an unknown head kind {kind!r}; known kinds: "
             f"{', '.join(HEADS.names())}"

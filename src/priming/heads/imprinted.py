@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import logging
 import numbers
-import os
 import warnings
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from priming.errors import ConfigError, DataError, NotFittedError, PrimingError, UnknownNameError
-from priming.heads._io import decode_labels, encode_labels, load_npz, save_npz
+from priming.heads.base import BaseHead, register_head
 from priming.imprint import aggregate as agg
-from priming.imprint._validation import check_choice, check_int, check_random_state
 from priming.imprint.generators import GENERATORS, GLOBAL_GENERATORS, SINGLE_PROXY_GENERATORS
 from priming.imprint.generators import generate as _generate
 from priming.imprint.normalize import (
@@ -32,6 +29,7 @@ from priming.imprint.normalize import (
 )
 from priming.imprint.presample import parse_presample
 from priming.imprint.presample import presample as _presample
+from priming.imprint.validation import check_choice, check_int, check_random_state
 
 __all__ = ["ImprintedHead", "PRESETS"]
 
@@ -59,8 +57,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 """Named configurations (constructor keyword arguments) of published imprinting heads."""
 
-_FORMAT = "priming.ImprintedHead/1"
-
 
 def _wrap_validation(fn, *args, **kwargs):
     """Run a scikit-learn validation helper, turning its ValueErrors into DataError.
@@ -81,7 +77,8 @@ def _wrap_validation(fn, *args, **kwargs):
         raise DataError(first) from None
 
 
-class ImprintedHead(ClassifierMixin, BaseEstimator):
+@register_head("imprinted")
+class ImprintedHead(BaseHead):
     """Weight-imprinting classification head (IMPRINT framework).
 
     Parameters
@@ -128,6 +125,9 @@ class ImprintedHead(ClassifierMixin, BaseEstimator):
     proba_temperature: ClassVar[float] = 0.01
     """``predict_proba = softmax(decision_function / proba_temperature)``; 0.01 is CLIP's
     logit scale 100 for cosine scores."""
+    default_temperature: ClassVar[float] = proba_temperature
+
+    _fitted_arrays = ("weights_", "proxy_labels_", "quantile_targets_")
 
     def __init__(
         self,
@@ -396,67 +396,41 @@ class ImprintedHead(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: object) -> np.ndarray:
         """Label with the highest score (ties: the lowest class index)."""
-        scores = self.decision_function(X)
-        return self.classes_[np.argmax(scores, axis=1)]
-
-    def predict_proba(self, X: object) -> np.ndarray:
-        """``softmax(decision_function(X) / proba_temperature)`` (rows sum to 1)."""
-        return softmax(
-            self.decision_function(X).astype(np.float64) / self.proba_temperature, axis=1
-        )
-
-    def predict_log_proba(self, X: object) -> np.ndarray:
-        return np.log(self.predict_proba(X))
+        return super().predict(X)
 
     # ---------------------------------------------------------------- storage
-    def save(self, path: str | os.PathLike) -> os.PathLike:
-        """Save the fitted head to ``path`` (``.npz`` with JSON metadata; no pickle)."""
-        self._check_fitted()
-        cls_arr, cls_list = encode_labels(self.classes_)
-        arrays = {"weights": self.weights_, "proxy_labels": self.proxy_labels_}
-        if cls_arr is not None:
-            arrays["classes"] = cls_arr
-        if getattr(self, "quantile_targets_", None) is not None:
-            arrays["quantile_targets"] = self.quantile_targets_
-        params = self.get_params()
-        if isinstance(params["random_state"], np.random.Generator):
-            params["random_state"] = None
-        if params["presample"] is not None:
-            params["presample"] = parse_presample(params["presample"]).to_dict()
-        meta = {
-            "format": _FORMAT,
-            "params": params,
-            "n_features_in": int(self.n_features_in_),
-            "classes_list": cls_list,
-        }
-        if hasattr(self, "feature_names_in_"):
-            meta["feature_names_in"] = [str(v) for v in self.feature_names_in_]
-        return save_npz(path, arrays, meta)
-
     @classmethod
-    def load(cls, path: str | os.PathLike) -> ImprintedHead:
-        """Load a head written by :meth:`save`."""
-        arrays, meta = load_npz(path)
-        if meta.get("format") != _FORMAT:
-            raise DataError(
-                f"{str(path)!r} is not an ImprintedHead file (format {meta.get('format')!r})"
-            )
-        head = cls(**meta["params"])
-        head._check_params()
-        head.classes_ = decode_labels(arrays.get("classes"), meta.get("classes_list"))
-        head.weights_ = np.ascontiguousarray(arrays["weights"], dtype=np.float32)
-        head.proxy_labels_ = arrays["proxy_labels"].astype(np.int64)
-        head.n_features_in_ = int(meta["n_features_in"])
-        if "feature_names_in" in meta:
-            head.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-        if "quantile_targets" in arrays:
-            head.quantile_targets_ = arrays["quantile_targets"]
-        if head.weights_.ndim != 2 or head.weights_.shape[1] != head.n_features_in_:
-            raise DataError(f"{str(path)!r}: weights do not match n_features_in")
-        if head.proxy_labels_.shape != (head.weights_.shape[0],):
-            raise DataError(f"{str(path)!r}: proxy_labels do not match weights")
-        head._finish()
-        return head
+    def _example_grid(cls) -> dict:
+        return {"norm_inf": ["l2", "none"]}
+
+    def _save_extra(self, folder: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        if hasattr(self, "feature_names_in_"):
+            meta["extra"] = {"feature_names_in": [str(v) for v in self.feature_names_in_]}
+
+    def _load_extra(self, folder: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        names = (meta.get("extra") or {}).get("feature_names_in")
+        if names is not None:
+            self.feature_names_in_ = np.asarray([str(v) for v in names], dtype=object)
+
+    def _check_loaded(self) -> None:
+        self._check_params()
+        self.weights_ = np.ascontiguousarray(self.weights_, dtype=np.float32)
+        self.proxy_labels_ = np.asarray(self.proxy_labels_)
+        if self.weights_.ndim != 2 or self.weights_.shape[1] != self.n_features_in_:
+            raise DataError(f"weights_ of shape {self.weights_.shape} do not match n_features_in")
+        if self.proxy_labels_.shape != (self.weights_.shape[0],) or (
+            self.proxy_labels_.dtype.kind not in "iu"
+        ):
+            raise DataError("proxy_labels_ do not match weights_")
+        self.proxy_labels_ = self.proxy_labels_.astype(np.int64)
+        n = len(self.classes_)
+        if len(self.proxy_labels_) and (
+            self.proxy_labels_.min() < 0 or self.proxy_labels_.max() >= n
+        ):
+            raise DataError(f"proxy_labels_ must index the {n} classes")
+        if not np.isfinite(self.weights_).all():
+            raise DataError("weights_ contain NaN or infinite values")
+        self._finish()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -8,21 +8,13 @@ Priming's ``W = α T + (1 − α) C`` with ``C_c`` the normalised class centroid
 from __future__ import annotations
 
 import copy
-import importlib
 import logging
-from pathlib import Path
 
 import numpy as np
+from sklearn.base import clone
 
 from priming.errors import ConfigError, DataError, NotFittedError
-from priming.heads._util import (
-    check_matrix,
-    l2_normalize,
-    save_npz_atomic,
-    softmax,
-    to_jsonable_labels,
-    write_json_atomic,
-)
+from priming.heads._util import check_classes, check_matrix, check_temperature
 from priming.heads.alpha import (
     ALPHA_GRID,
     best_alpha,
@@ -30,31 +22,82 @@ from priming.heads.alpha import (
     schedule_alpha,
     stratified_folds,
 )
-from priming.heads.text import _check_classes
+from priming.heads.base import BaseHead, register_head
+from priming.imprint.normalize import l2_normalize
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PrimedHead"]
+__all__ = ["PrimedHead", "primed_scores", "EMPTY_CLASS_CHOICES"]
 
 EMPTY_CLASS_CHOICES = ("text", "zero")
 
 
 def _default_imprint():
-    from priming.heads import ImprintedHead
+    from priming.heads.imprinted import ImprintedHead
 
     return ImprintedHead.from_preset("neural-priming")
 
 
 def _clone(est):
+    """scikit-learn's ``clone``; a deep copy for duck-typed estimators it refuses."""
     try:
-        from sklearn.base import clone
-
         return clone(est)
-    except Exception:  # not a scikit-learn style estimator
+    except TypeError:
         return copy.deepcopy(est)
 
 
-class PrimedHead:
+def _check_empty_class(empty_class) -> str:
+    if empty_class not in EMPTY_CLASS_CHOICES:
+        raise ConfigError(f"empty_class must be one of {EMPTY_CLASS_CHOICES}, got {empty_class!r}")
+    return empty_class
+
+
+def _fill_empty(text: np.ndarray, agg_scores, present, empty_class: str) -> np.ndarray:
+    """``AGG`` for every class: ``agg_scores`` in the columns ``present``; the other
+    (empty) classes score ``text`` (``"text"``) or 0 (``"zero"``)."""
+    full = text.copy() if empty_class == "text" else np.zeros_like(text)
+    if agg_scores is not None:
+        cols = slice(None) if present is None else np.asarray(present, dtype=np.int64)
+        full[:, cols] = np.asarray(agg_scores, dtype=full.dtype)
+    return full
+
+
+def _mix(text: np.ndarray, full_agg: np.ndarray, alpha):
+    """``α·text + (1−α)·AGG``; ``alpha`` a number, or a 1-D grid giving (G, n, C)."""
+    if np.ndim(alpha) == 0:
+        return alpha * text + (1.0 - alpha) * full_agg
+    a = np.asarray(alpha, dtype=float)[:, None, None]
+    return a * text[None] + (1 - a) * full_agg[None]
+
+
+def primed_scores(
+    X, T, agg_scores, alpha: float, present=None, empty_class: str = "text"
+) -> np.ndarray:
+    """THE primed score (METHODS §3), shape (n, C): ``α·normalise(x)·T_c + (1−α)·AGG_c(x)``.
+
+    ``T`` (C, D) is used as given (not re-normalised: CuPL's ``(T + T_desc)/2`` is not
+    unit). ``agg_scores`` holds the imprinted head's scores (``decision_function``) for
+    the classes ``present`` (column indices into T, in the order of its columns; None:
+    all C classes); a class not in ``present`` has no items and scores
+    ``normalise(x)·T_c`` (``empty_class="text"``) or 0 (``"zero"``) in place of AGG.
+    ``agg_scores=None`` means no class has items. ``PrimedHead.decision_function`` is
+    this function applied to its fitted state."""
+    _check_empty_class(empty_class)
+    X = check_matrix(X, "X", allow_empty=True)
+    T = check_matrix(T, "T", X.shape[1])
+    text = l2_normalize(X) @ T.T
+    if agg_scores is not None:
+        agg_scores = np.asarray(agg_scores)
+        n_cols = T.shape[0] if present is None else len(present)
+        if agg_scores.shape != (X.shape[0], n_cols):
+            raise DataError(
+                f"agg_scores has shape {agg_scores.shape}, expected ({X.shape[0]}, {n_cols})"
+            )
+    return _mix(text, _fill_empty(text, agg_scores, present, empty_class), alpha)
+
+
+@register_head("primed")
+class PrimedHead(BaseHead):
     """Neural Priming head generalised to any imprinting configuration.
 
     Parameters
@@ -113,45 +156,58 @@ class PrimedHead:
         self.max_alpha_eval = max_alpha_eval
         self.random_state = random_state
 
-    # -- scikit-learn protocol -------------------------------------------------------
-    _PARAMS = (
-        "text_weights",
-        "classes",
-        "alpha",
-        "imprint",
-        "empty_class",
-        "temperature",
-        "cv",
-        "alpha_grid",
-        "max_alpha_eval",
-        "random_state",
+    _fitted_arrays = (
+        "text_weights_",
+        "class_counts_",
+        "empty_classes_",
+        "present_classes_",
+        "weights_",
+        "proxy_labels_",
     )
+    _fitted_values = ("alpha_", "alpha_source_", "alpha_scores_", "n_shots_")
+    _fitted_heads = ("imprint_",)
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {k: getattr(self, k) for k in self._PARAMS}
-
+    # -- scikit-learn protocol -------------------------------------------------------
     def set_params(self, **params) -> PrimedHead:
-        for k, v in params.items():
-            if k not in self._PARAMS:
-                raise ConfigError(f"unknown parameter {k!r}; valid: {', '.join(self._PARAMS)}")
-            setattr(self, k, v)
-        return self
+        """Also sets nested ``imprint__<name>`` parameters when ``imprint`` is None (the
+        default): the default imprinting head is then made explicit first."""
+        nested = any(k.startswith("imprint__") for k in params)
+        if nested and self.imprint is None and "imprint" not in params:
+            self.imprint = _default_imprint()
+        return super().set_params(**params)
+
+    @classmethod
+    def _example(cls, n_classes=3, n_features=8, random_state=None) -> PrimedHead:
+        from priming.heads.text import example_text_weights
+
+        return cls(example_text_weights(n_classes, n_features, random_state), alpha=0.5)
+
+    @classmethod
+    def _example_grid(cls) -> dict:
+        return {"alpha": [0.3, 0.7], "imprint__aggregation": ["max"]}
 
     # -- fitting -----------------------------------------------------------------------
     def _validate(self) -> None:
         T = check_matrix(self.text_weights, "text_weights")
+        self._check_params()
         self.text_weights_ = T.copy()
-        self.classes_ = _check_classes(self.classes, T.shape[0])
+        self.classes_ = check_classes(self.classes, T.shape[0])
         self.n_features_in_ = T.shape[1]
-        if self.empty_class not in EMPTY_CLASS_CHOICES:
-            raise ConfigError(
-                f"empty_class must be one of {EMPTY_CLASS_CHOICES}, got {self.empty_class!r}"
-            )
-        if not float(self.temperature) > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature!r}")
+
+    def _check_params(self) -> None:
+        _check_empty_class(self.empty_class)
+        check_temperature(self.temperature)
         check_alpha(self.alpha)
-        if int(self.cv) < 2:
-            raise ConfigError(f"cv must be >= 2, got {self.cv}")
+        if isinstance(self.cv, bool) or not isinstance(self.cv, int | np.integer) or self.cv < 2:
+            raise ConfigError(f"cv must be an integer >= 2, got {self.cv!r}")
+        im = self.imprint
+        if im is not None and not all(
+            callable(getattr(im, m, None)) for m in ("fit", "decision_function")
+        ):
+            raise ConfigError(
+                "imprint must be a head with fit() and decision_function() (e.g. an "
+                f"ImprintedHead) or None, got {type(im).__name__}"
+            )
 
     def _encode_labels(self, y, n: int) -> np.ndarray:
         y = np.asarray(y)
@@ -184,7 +240,7 @@ class PrimedHead:
     def _fit_imprint(self, X: np.ndarray, y: np.ndarray):
         if len(y) == 0:
             return None
-        est = _clone(self.imprint if self.imprint is not None else _default_imprint())
+        est = _clone(self.imprint) if self.imprint is not None else _default_imprint()
         return est.fit(X, y)
 
     def fit(self, X, y, shots=None, validation=None) -> PrimedHead:
@@ -269,8 +325,7 @@ class PrimedHead:
         im = self._fit_imprint(X, y)
         text = l2_normalize(Xv) @ self.text_weights_.T
         agg = self._agg_scores(Xv, text, im)
-        mixed = grid[:, None, None] * text[None] + (1 - grid[:, None, None]) * agg[None]
-        correct = (mixed.argmax(axis=2) == yv[None]).sum(axis=1)
+        correct = (_mix(text, agg, grid).argmax(axis=2) == yv[None]).sum(axis=1)
         scores = {float(a): float(c) / len(yv) for a, c in zip(grid, correct)}
         best = best_alpha(correct, grid)
         log.info("alpha='auto' (validation, %d items): chose %.2f", len(yv), best)
@@ -302,8 +357,7 @@ class PrimedHead:
             im = self._fit_imprint(X[train], y[train])
             text = Xn[val] @ self.text_weights_.T
             agg = self._agg_scores(X[val], text, im)
-            mixed = grid[:, None, None] * text[None] + (1 - grid[:, None, None]) * agg[None]
-            correct += (mixed.argmax(axis=2) == y[val][None]).sum(axis=1)
+            correct += (_mix(text, agg, grid).argmax(axis=2) == y[val][None]).sum(axis=1)
         scores = {float(a): float(c) / len(candidates) for a, c in zip(grid, correct)}
         best = best_alpha(correct, grid)
         log.info(
@@ -317,15 +371,44 @@ class PrimedHead:
 
     # -- scoring -----------------------------------------------------------------------
     def _agg_scores(self, X, text, imprint) -> np.ndarray:
-        agg = text.copy() if self.empty_class == "text" else np.zeros_like(text)
-        if imprint is not None:
-            present = np.asarray(imprint.classes_, dtype=np.int64)
-            agg[:, present] = np.asarray(imprint.decision_function(X), dtype=agg.dtype)
-        return agg
+        """AGG for every class (empty classes by the ``empty_class`` rule)."""
+        if imprint is None:
+            return _fill_empty(text, None, None, self.empty_class)
+        scores = imprint.decision_function(X)
+        return _fill_empty(text, scores, np.asarray(imprint.classes_), self.empty_class)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "alpha_"):
             raise NotFittedError("this PrimedHead is not fitted yet; call fit() first")
+
+    def _check_loaded(self) -> None:
+        self._check_params()
+        alpha = check_alpha(self.alpha_)
+        if isinstance(alpha, str):
+            raise DataError(f"alpha_ must be a number in [0, 1], got {self.alpha_!r}")
+        self.alpha_ = alpha
+        T = check_matrix(self.text_weights_, "text_weights_")
+        C = T.shape[0]
+        if T.shape[1] != self.n_features_in_ or len(self.classes_) != C:
+            raise DataError(
+                f"text_weights_ has shape {T.shape} but the head has {len(self.classes_)} "
+                f"classes of {self.n_features_in_} features"
+            )
+        counts = np.asarray(self.class_counts_)
+        if counts.shape != (C,):
+            raise DataError(f"class_counts_ has shape {counts.shape}, expected ({C},)")
+        present = np.asarray(self.present_classes_)
+        im = self.imprint_
+        n_present = 0 if im is None else len(im.classes_)
+        if present.shape != (n_present,) or (
+            n_present and (present.min() < 0 or present.max() >= C)
+        ):
+            raise DataError("present_classes_ does not match the imprinted head")
+        if im is not None and im.n_features_in_ != self.n_features_in_:
+            raise DataError("the imprinted head has another width than text_weights_")
+        if isinstance(self.alpha_scores_, dict):
+            self.alpha_scores_ = {float(k): v for k, v in self.alpha_scores_.items()}
+        self.text_weights_ = T
 
     def text_scores(self, X) -> np.ndarray:
         """``normalise(x)·T_c`` for every class (the zero-shot scores)."""
@@ -334,21 +417,11 @@ class PrimedHead:
         return l2_normalize(X) @ self.text_weights_.T
 
     def decision_function(self, X) -> np.ndarray:
-        """Mixed class scores ``α·x̂·T_c + (1−α)·AGG_c(x)``, shape (n, C), ``classes_`` order."""
+        """Mixed class scores ``α·x̂·T_c + (1−α)·AGG_c(x)``, shape (n, C), ``classes_``
+        order: :func:`primed_scores` on the fitted state."""
         text = self.text_scores(X)
         X = np.asarray(X, dtype=np.float32)
-        agg = self._agg_scores(X, text, self.imprint_)
-        return self.alpha_ * text + (1.0 - self.alpha_) * agg
-
-    def predict(self, X) -> np.ndarray:
-        scores = self.decision_function(X)
-        return self.classes_[np.argmax(scores, axis=1)]
-
-    def predict_proba(self, X) -> np.ndarray:
-        return softmax(self.decision_function(X), self.temperature)
-
-    def score(self, X, y) -> float:
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+        return _mix(text, self._agg_scores(X, text, self.imprint_), self.alpha_)
 
     # -- export --------------------------------------------------------------------------
     def to_linear(self) -> tuple[np.ndarray, None]:
@@ -381,119 +454,3 @@ class PrimedHead:
             W_c[self.proxy_labels_] = self.weights_
         W = self.alpha_ * self.text_weights_ + (1.0 - self.alpha_) * W_c
         return W.astype(np.float32), None
-
-    # -- persistence ----------------------------------------------------------------------
-    def save(self, path: str | Path, metadata: dict | None = None) -> Path:
-        """Write the head into folder ``path``: ``head.json``, ``arrays.npz`` and the
-        imprinted part (``imprint.npz``, its own format). No pickle. ``metadata`` (JSON-able,
-        e.g. the model name) is stored in ``head.json`` and read back as ``metadata_``."""
-        self._check_fitted()
-        p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
-        imprint_cls = None
-        if self.imprint_ is not None:
-            if not callable(getattr(self.imprint_, "save", None)):
-                raise ConfigError(
-                    f"the imprint estimator {type(self.imprint_).__name__} has no save()"
-                )
-            self.imprint_.save(p / "imprint")
-            imprint_cls = f"{type(self.imprint_).__module__}:{type(self.imprint_).__qualname__}"
-        save_npz_atomic(
-            p / "arrays.npz", text_weights=self.text_weights_, class_counts=self.class_counts_
-        )
-        write_json_atomic(
-            p / "head.json",
-            {
-                "kind": "primed",
-                "format_version": 1,
-                "classes": None if self.classes is None else to_jsonable_labels(self.classes_),
-                "alpha": self.alpha if isinstance(self.alpha, str) else float(self.alpha),
-                "alpha_": float(self.alpha_),
-                "alpha_source_": self.alpha_source_,
-                "alpha_scores_": self.alpha_scores_,
-                "n_shots_": self.n_shots_,
-                "empty_class": self.empty_class,
-                "temperature": float(self.temperature),
-                "imprint_class": imprint_cls,
-                "metadata": metadata or {},
-            },
-        )
-        return p
-
-    @classmethod
-    def load(cls, path: str | Path, imprint_cls=None) -> PrimedHead:
-        """Read a head written by :meth:`save`. The imprinted part is loaded with its
-        class's ``load``; only classes from the ``priming`` package are imported by name
-        (pass ``imprint_cls`` for others)."""
-        from priming.heads._io import head_meta_error, read_head_arrays, read_head_meta
-
-        p = Path(path)
-        meta = read_head_meta(p, "primed")
-        arrays = read_head_arrays(p, ("text_weights", "class_counts"))
-        T, counts = arrays["text_weights"], arrays["class_counts"]
-        try:
-            head = cls(
-                T,
-                classes=meta["classes"],
-                alpha=meta["alpha"],
-                empty_class=meta["empty_class"],
-                temperature=meta["temperature"],
-            )
-            head._validate()
-            head.alpha_ = float(meta["alpha_"])
-            head.alpha_source_ = meta["alpha_source_"]
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, DataError):
-                raise DataError(f"{str(p)!r}: {exc}") from None
-            raise head_meta_error(p, exc) from None
-        if counts.shape != (T.shape[0],):
-            raise DataError(
-                f"{str(p / 'arrays.npz')!r}: class_counts has shape {counts.shape}, "
-                f"expected ({T.shape[0]},)"
-            )
-        head.alpha_scores_ = meta.get("alpha_scores_")
-        head.n_shots_ = meta.get("n_shots_", 0.0)
-        head.metadata_ = meta.get("metadata", {})
-        head.class_counts_ = counts
-        head.empty_classes_ = np.flatnonzero(counts == 0)
-        head.imprint_ = None
-        if meta.get("imprint_class"):
-            if imprint_cls is None:
-                imprint_cls = _imprint_class(p, meta["imprint_class"])
-            head.imprint_ = imprint_cls.load(p / "imprint")
-        head._set_proxy_view()
-        return head
-
-
-def load_head(path: str | Path):
-    """Load a head folder written by :meth:`PrimedHead.save` or :meth:`ZeroShotHead.save`."""
-    from priming.heads._io import read_head_meta
-    from priming.heads.text import ZeroShotHead
-
-    p = Path(path)
-    kind = read_head_meta(p).get("kind")
-    if kind == "primed":
-        return PrimedHead.load(p)
-    if kind == "zero-shot":
-        return ZeroShotHead.load(p)
-    raise DataError(f"{str(p)!r} holds an unknown head kind {kind!r}")
-
-
-def _imprint_class(p: Path, name) -> type:
-    """The imprint estimator class named in a head's ``head.json``: only a class from the
-    ``priming`` package that has ``load`` is accepted."""
-    module, _, qual = str(name).partition(":")
-    if not module.startswith("priming.") or not qual:
-        raise DataError(
-            f"{str(p)!r} names imprint class {name!r} outside the priming package; "
-            "pass imprint_cls= to load it"
-        )
-    try:
-        obj = importlib.import_module(module)
-        for part in qual.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
-        raise DataError(f"{str(p)!r} names an unknown imprint class {name!r}") from None
-    if not isinstance(obj, type) or not callable(getattr(obj, "load", None)):
-        raise DataError(f"{str(p)!r} names {name!r}, which is not an imprint class")
-    return obj

@@ -10,15 +10,10 @@ import numpy as np
 from scipy import sparse
 
 from priming.errors import ConfigError, DataError, NotFittedError
-from priming.heads._util import (
-    check_matrix,
-    l2_normalize,
-    save_npz_atomic,
-    softmax,
-    to_jsonable_labels,
-    write_json_atomic,
-)
+from priming.heads._util import check_classes, check_matrix, check_temperature
+from priming.heads.base import BaseHead, register_head
 from priming.heads.templates import check_descriptions, get_templates, parse_class_names
+from priming.imprint.normalize import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +44,7 @@ def _mean_heads(groups: list[list[str]], E_of: dict[str, int], E: np.ndarray) ->
             cols.append(E_of[t])
             vals.append(1.0 / len(texts))
     A = sparse.csr_matrix((vals, (rows, cols)), shape=(len(groups), E.shape[0]), dtype=np.float64)
-    return l2_normalize(np.asarray(A @ l2_normalize(E).astype(np.float64)))
+    return l2_normalize(np.asarray(A @ l2_normalize(E).astype(np.float64), dtype=np.float32))
 
 
 def build_text_weights(
@@ -126,18 +121,32 @@ def build_text_weights(
     return T.astype(np.float32)
 
 
-class ZeroShotHead:
+def example_text_weights(n_classes: int, n_features: int, random_state=None) -> np.ndarray:
+    """Random unit text weights (n_classes, n_features) for examples and the contract tests."""
+    rng = np.random.default_rng(random_state)
+    return l2_normalize(rng.standard_normal((n_classes, n_features)).astype(np.float32))
+
+
+@register_head("zero-shot")
+class ZeroShotHead(BaseHead):
     """Classify by cosine similarity to fixed text weights: ``argmax_c normalise(x)·T_c``.
 
     Parameters
     ----------
     text_weights : array (C, D)
-        One row per class (e.g. from :func:`build_text_weights`).
+        One row per class (e.g. from :func:`build_text_weights`), used as given.
     classes : sequence or None
-        Names of the rows; predictions come back as these (row indices when None).
+        Names of the rows (any hashable values); predictions come back as these (row
+        indices when None).
     temperature : float
         ``predict_proba`` is ``softmax(scores / temperature)`` (0.01 = CLIP's logit scale 100).
+
+    ``fit(X=None, y=None)`` learns nothing: it validates the weights (and, when ``X`` is
+    given, that it has their width) and sets ``classes_``, ``weights_`` (= T),
+    ``proxy_labels_`` (one proxy per class) and ``n_features_in_``.
     """
+
+    _fitted_arrays = ("weights_", "proxy_labels_")
 
     def __init__(self, text_weights, classes=None, temperature: float = 0.01) -> None:
         self.text_weights = text_weights
@@ -153,103 +162,48 @@ class ZeroShotHead:
         T = build_text_weights(encoder, names, templates=templates, descriptions=descriptions)
         return cls(T, classes=[n[0] for n in names], **kwargs).fit()
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {
-            "text_weights": self.text_weights,
-            "classes": self.classes,
-            "temperature": self.temperature,
-        }
+    @classmethod
+    def _example(cls, n_classes=3, n_features=8, random_state=None) -> ZeroShotHead:
+        return cls(example_text_weights(n_classes, n_features, random_state))
 
-    def set_params(self, **params) -> ZeroShotHead:
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
+    @classmethod
+    def _example_grid(cls) -> dict:
+        return {"temperature": [0.01, 0.1]}
 
     def fit(self, X=None, y=None) -> ZeroShotHead:
-        """Validate the weights; ``X`` and ``y`` are ignored (nothing is learned)."""
+        """Validate the weights; nothing is learned from ``X`` and ``y``."""
         T = check_matrix(self.text_weights, "text_weights")
-        self.classes_ = _check_classes(self.classes, T.shape[0])
+        classes = check_classes(self.classes, T.shape[0])
+        check_temperature(self.temperature)
+        if X is not None:
+            check_matrix(X, "X", T.shape[1], allow_empty=True)
+        self.classes_ = classes
         self.weights_ = T.copy()
         self.proxy_labels_ = np.arange(T.shape[0])
         self.n_features_in_ = T.shape[1]
-        if not float(self.temperature) > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature!r}")
         return self
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "weights_"):
             raise NotFittedError("this ZeroShotHead is not fitted yet; call fit() first")
 
+    def _check_loaded(self) -> None:
+        T = check_matrix(self.weights_, "weights_")
+        check_temperature(self.temperature)
+        if T.shape[1] != self.n_features_in_ or len(self.classes_) != T.shape[0]:
+            raise DataError(
+                f"weights_ has shape {T.shape} but the head has {len(self.classes_)} classes "
+                f"of {self.n_features_in_} features"
+            )
+        self.weights_ = T
+
     def decision_function(self, X) -> np.ndarray:
+        """``normalise(x)·T_c`` for every class, shape (n, C), ``classes_`` order."""
         self._check_fitted()
         X = check_matrix(X, "X", self.n_features_in_, allow_empty=True)
         return l2_normalize(X) @ self.weights_.T
-
-    def predict(self, X) -> np.ndarray:
-        scores = self.decision_function(X)
-        return self.classes_[np.argmax(scores, axis=1)]
-
-    def predict_proba(self, X) -> np.ndarray:
-        return softmax(self.decision_function(X), self.temperature)
-
-    def score(self, X, y) -> float:
-        return float(np.mean(self.predict(X) == np.asarray(y)))
 
     def to_linear(self) -> tuple[np.ndarray, None]:
         """``(W, None)``: scores are ``normalise(x) @ W.T``."""
         self._check_fitted()
         return self.weights_.copy(), None
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``head.json`` + ``arrays.npz`` into the folder ``path``."""
-        self._check_fitted()
-        p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
-        save_npz_atomic(p / "arrays.npz", text_weights=self.weights_)
-        write_json_atomic(
-            p / "head.json",
-            {
-                "kind": "zero-shot",
-                "format_version": 1,
-                "classes": None if self.classes is None else to_jsonable_labels(self.classes_),
-                "temperature": float(self.temperature),
-            },
-        )
-        return p
-
-    @classmethod
-    def load(cls, path: str | Path) -> ZeroShotHead:
-        from priming.heads._io import head_meta_error
-
-        meta, arrays = _read_head(path, "zero-shot")
-        try:
-            return cls(arrays["text_weights"], meta["classes"], meta["temperature"]).fit()
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, DataError):
-                raise DataError(f"{str(path)!r}: {exc}") from None
-            raise head_meta_error(path, exc) from None
-
-
-def _check_classes(classes, n_rows: int) -> np.ndarray:
-    if classes is None:
-        return np.arange(n_rows)
-    arr = np.asarray(list(classes))
-    if arr.ndim != 1 or len(arr) != n_rows:
-        raise ConfigError(
-            f"classes has {len(arr)} names but text_weights has {n_rows} rows; give one name per row"
-        )
-    if len(set(arr.tolist())) != len(arr):
-        seen, dup = set(), []
-        for c in arr.tolist():
-            if c in seen:
-                dup.append(c)
-            seen.add(c)
-        raise DataError(f"duplicate class names: {dup[:5]}")
-    return arr
-
-
-def _read_head(path: str | Path, kind: str) -> tuple[dict, dict]:
-    from priming.heads._io import read_head_arrays, read_head_meta
-
-    meta = read_head_meta(path, kind)
-    return meta, read_head_arrays(path, ("text_weights",))

@@ -24,12 +24,6 @@ import numpy as np
 import scipy.linalg
 
 from priming.errors import ConfigError
-from priming.imprint._validation import (
-    as_float_matrix,
-    check_class_indices,
-    check_int,
-    check_random_state,
-)
 from priming.imprint.kmeans import (
     batched_fps,
     batched_kmeans,
@@ -37,6 +31,12 @@ from priming.imprint.kmeans import (
     iter_class_blocks,
     pad_block,
     single_threaded_blas,
+)
+from priming.imprint.validation import (
+    as_float_matrix,
+    check_class_indices,
+    check_int,
+    check_random_state,
 )
 from priming.registry import Registry
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from priming.imprint._validation import as_float_matrix, check_choice
+from priming.imprint.validation import as_float_matrix, check_choice
 
 __all__ = ["nc1", "NC1_VARIANTS"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from priming.errors import ConfigError
-from priming.imprint._validation import check_int, check_random_state
+from priming.imprint.validation import check_int, check_random_state
 
 __all__ = ["Presample", "parse_presample", "weibull_mask", "presample"]
 
