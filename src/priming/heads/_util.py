@@ -15,6 +15,8 @@ def check_matrix(
     """Validate a 2-D finite float matrix; returns it as float32 (a copy only if needed)."""
     if hasattr(X, "toarray") or hasattr(X, "tocsr"):
         raise DataError(f"{name}: sparse input is not supported; pass a dense array")
+    if np.iscomplexobj(X):
+        raise DataError(f"{name}: Complex data not supported")
     try:
         X = np.asarray(X, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -23,13 +25,17 @@ def check_matrix(
         raise DataError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.shape[0] == 0 and not allow_empty:
         raise DataError(f"{name} is empty (0 rows)")
+    if X.shape[1] == 0:
+        raise DataError(
+            f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required"
+        )
+    if X.size and not np.isfinite(X).all():
+        raise DataError(f"{name} contains NaN or infinite values")
     if n_features is not None and X.shape[1] != n_features:
         raise DataError(
             f"{name} has {X.shape[1]} features but the head expects {n_features} "
             "(embeddings from a different model?)"
         )
-    if X.size and not np.isfinite(X).all():
-        raise DataError(f"{name} contains NaN or infinite values")
     return X
 
 
