@@ -340,3 +340,40 @@ def test_unsavable_parameter_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="temperature"):
         head.save(tmp_path / "h")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------- the documented example
+def test_docs_add_a_head_example_runs(tmp_path, monkeypatch):
+    """The "Adding a head" example of docs/imprinting.md works as written (registered in
+    a throw-away registry so the real one stays as it is)."""
+    import re
+    from pathlib import Path
+
+    import priming.heads as heads_pkg
+    from priming.heads.base import register_head as real_register
+
+    registered = {}
+
+    def fake_register(kind):
+        def add(cls):
+            cls.kind = kind
+            registered[kind] = cls
+            return cls
+
+        return add
+
+    text = (Path(__file__).parents[1] / "docs" / "imprinting.md").read_text()
+    section = text[text.index("### Adding a head") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.setattr(heads_pkg, "register_head", fake_register)
+    ns: dict = {}
+    exec(compile(code, "docs/imprinting.md", "exec"), ns)
+    assert heads_pkg.register_head is not real_register
+    cls = registered["nearest-mean"]
+    head = cls()
+    X, y = _problem(head, labels=["a", "b", "c"])
+    assert np.mean(cross_val_score(head, X, y, cv=3)) >= 0.9
+    head.fit(X, y).save(tmp_path / "h")
+    back = cls.load(tmp_path / "h")
+    np.testing.assert_array_equal(back.predict(X), head.predict(X))
+    assert "nearest-mean" not in HEADS
