@@ -179,6 +179,29 @@ def test_save_load_round_trip_through_the_registry(kind, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h"]
 
 
+def test_hashable_labels_tuples_for_text_weight_heads(tmp_path):
+    names = [("dog", 1), ("cat", 2), ("owl", 3)]
+    for cls in (ZeroShotHead, PrimedHead):
+        head = cls._example(N_CLASSES, N_FEATURES, 0).set_params(classes=names)
+        X, _ = _problem(head)
+        y = [names[i] for i in np.repeat(np.arange(3), 30)]
+        pred = head.fit(X, y).predict(X)
+        assert pred.dtype == object and all(isinstance(p, tuple) for p in pred)
+        assert np.mean([p == t for p, t in zip(pred, y)]) >= 0.9
+        with pytest.raises(DataError, match="cannot save class labels"):
+            head.save(tmp_path / cls.kind)
+        assert not (tmp_path / cls.kind).exists()
+
+
+def test_zero_row_scores_zero_not_nan():
+    head = ZeroShotHead._example(N_CLASSES, N_FEATURES, 0).fit()
+    X = np.zeros((2, N_FEATURES), np.float32)
+    assert np.array_equal(head.decision_function(X), np.zeros((2, N_CLASSES)))
+    primed = PrimedHead._example(N_CLASSES, N_FEATURES, 0)
+    Xf, y = _problem(primed)
+    assert np.isfinite(primed.fit(Xf, y).decision_function(X)).all()
+
+
 # ------------------------------------------------------------- nested parameters
 def test_primed_nested_imprint_parameters():
     T = ZeroShotHead._example(N_CLASSES, N_FEATURES, 0).text_weights

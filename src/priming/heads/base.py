@@ -209,7 +209,7 @@ class BaseHead(ClassifierMixin, BaseEstimator):
         if classes.dtype.kind in "biufU":
             arrays["classes_"] = classes
         else:
-            classes_list = _json_value(classes.tolist(), "classes_")
+            classes_list = _json_labels(classes.tolist())
         fitted_heads = []
         for name in self._fitted_heads:
             value = getattr(self, name, None)
@@ -309,6 +309,18 @@ def _json_value(value: Any, name: str) -> Any:
             "(only JSON-able values, numpy arrays and heads are saved)"
         ) from None
     return out
+
+
+def _json_labels(items: list) -> list:
+    """Class labels for ``head.json``: numbers, strings, booleans or None (what JSON gives
+    back unchanged); other hashable labels (tuples, ...) cannot be saved."""
+    bad = [v for v in items if not (v is None or isinstance(v, str | int | float | bool))]
+    if bad:
+        raise DataError(
+            f"cannot save class labels such as {bad[0]!r} ({type(bad[0]).__name__}): saved "
+            "heads need numbers, strings or booleans as labels"
+        )
+    return _json_value(items, "classes_")
 
 
 def _split_params(head: BaseHead, folder: Path) -> tuple[dict, dict, list[str]]:

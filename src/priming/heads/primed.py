@@ -46,6 +46,16 @@ def _clone(est):
         return copy.deepcopy(est)
 
 
+def _label_array(y) -> np.ndarray:
+    """``y`` as a 1-D array; a list of tuples (hashable labels) becomes an object array."""
+    arr = np.asarray(y)
+    if arr.ndim > 1 and isinstance(y, list | tuple) and all(isinstance(v, tuple) for v in y):
+        out = np.empty(len(y), dtype=object)
+        out[:] = list(y)
+        return out
+    return arr
+
+
 def _check_empty_class(empty_class) -> str:
     if empty_class not in EMPTY_CLASS_CHOICES:
         raise ConfigError(f"empty_class must be one of {EMPTY_CLASS_CHOICES}, got {empty_class!r}")
@@ -210,7 +220,7 @@ class PrimedHead(BaseHead):
             )
 
     def _encode_labels(self, y, n: int) -> np.ndarray:
-        y = np.asarray(y)
+        y = _label_array(y)
         if y.ndim != 1 or len(y) != n:
             raise DataError(f"y must be 1-D with one label per row of X ({n}), got shape {y.shape}")
         if n == 0:
