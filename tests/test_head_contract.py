@@ -307,6 +307,13 @@ def test_previous_release_format_gets_a_clear_error(tmp_path):
         load_head(h)
 
 
+def test_previous_release_imprinted_npz_gets_a_clear_error(tmp_path):
+    f = tmp_path / "head.npz"
+    np.savez(f, weights=np.eye(2), __meta__=np.asarray('{"format": "priming.ImprintedHead/1"}'))
+    with pytest.raises(DataError, match="is a file, not a saved head folder"):
+        load_head(f)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_truncated_arrays_are_a_data_error(saved, tmp_path, kind):
     h = _copy(saved[kind], tmp_path)

@@ -413,6 +413,12 @@ def read_head_json(p: Path) -> dict:
     """``head.json`` of a head folder as a dict; anything else is a DataError naming it."""
     p = Path(p)
     f = p / "head.json"
+    if p.is_file():
+        raise DataError(
+            f"{str(p)!r} is a file, not a saved head folder (an ImprintedHead .npz of an "
+            "earlier priming? heads are saved as folders since head format version 2: fit "
+            "the head again and save it)"
+        )
     if not f.is_file():
         raise DataError(f"{str(p)!r} is not a saved head folder (no head.json)")
     try:
