@@ -10,15 +10,19 @@ __all__ = ["check_matrix", "check_classes", "check_temperature"]
 
 
 def check_matrix(
-    X, name: str, n_features: int | None = None, allow_empty: bool = False
+    X, name: str, n_features: int | None = None, allow_empty: bool = False, dtype=np.float32
 ) -> np.ndarray:
-    """Validate a 2-D finite float matrix; returns it as float32 (a copy only if needed)."""
+    """Validate a 2-D finite float matrix; returns it as ``dtype`` (a copy only if needed).
+
+    Sparse and complex input, a wrong rank, 0 rows (unless ``allow_empty``) or 0 features,
+    NaN/inf and a width other than ``n_features`` are DataErrors naming ``name`` (in that
+    order: what is wrong with the values comes before a width mismatch)."""
     if hasattr(X, "toarray") or hasattr(X, "tocsr"):
         raise DataError(f"{name}: sparse input is not supported; pass a dense array")
     if np.iscomplexobj(X):
         raise DataError(f"{name}: Complex data not supported")
     try:
-        X = np.asarray(X, dtype=np.float32)
+        X = np.asarray(X, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name} must be a numeric matrix: {exc}") from None
     if X.ndim != 2:

@@ -119,6 +119,10 @@ class BaseHead(ClassifierMixin, BaseEstimator):
     #: ``predict_proba = softmax(decision_function / temperature)`` unless the head has a
     #: ``temperature`` parameter; 0.01 is CLIP's logit scale 100 for cosine scores.
     default_temperature: ClassVar[float] = 0.01
+    #: True for heads whose score of a row depends on the other rows of the batch given
+    #: (transductive and test-time heads): the contract tests then skip the subset and
+    #: order invariance of ``decision_function``.
+    transductive: ClassVar[bool] = False
 
     # -- scikit-learn protocol ------------------------------------------------------------
     def set_params(self, **params) -> BaseHead:
