@@ -42,6 +42,7 @@ def run_prime(
     encoders' items).
     """
     from priming.corpus import open_corpus
+    from priming.data.classnames import load_class_names
     from priming.job import steps
     from priming.pool import check_corpus_model
 
@@ -49,12 +50,13 @@ def run_prime(
     out = steps.check_out_dir(cfg.out, cfg.input_paths(), cfg.overwrite)
     with track(progress, "priming", total=6, unit="steps") as job:
         with timer.lap("text_head"):
+            classes = load_class_names(cfg.classes)  # before the (slow) model loads
             encoder = steps.open_encoder(cfg.model, encoder, cfg.device)
             corpus = open_corpus(cfg.corpus)
             check_corpus_model(corpus, int(encoder.dim), encoder)
             text = steps.make_text_head(
                 encoder,
-                cfg.classes,
+                classes,
                 templates=cfg.templates,
                 descriptions=cfg.descriptions,
                 progress=progress,
