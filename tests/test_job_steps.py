@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from priming.job import PrimeConfig, run_prime
-from priming.job import steps
+from priming.job import PrimeConfig, run_prime, steps
 from tests._fakes import BagOfWordsEncoder, write_text_corpus
 
 FRUITS = ["apple", "banana", "cherry", "durian"]
