@@ -48,8 +48,9 @@ def test_steps_by_hand_equal_run_prime(world):
     text = steps.make_text_head(enc, tmp / "classes.txt", templates="identity")
     inputs = steps.encode_inputs(enc, text.classes, shots=tmp / "shots.jsonl",
                                  eval=tmp / "eval.jsonl", cache_dir=tmp / "cache")  # fmt: skip
-    built = steps.make_pool(open_corpus(tmp / "corpus"), text, inputs, encoder=enc,
-                            transductive=True, k=3, **steps.pool_options(cfg))  # fmt: skip
+    opts = steps.pool_options(cfg, inputs.n_shots)
+    assert opts["transductive"] and opts["k"] == 3 and opts["holdout"] == 0.0
+    built = steps.make_pool(open_corpus(tmp / "corpus"), text, inputs, encoder=enc, **opts)
     heads = steps.fit_heads(text, built.pool, inputs, compare=["imprint-best"], alpha="auto")
     assert list(heads) == ["neural-priming", "imprint-best"] == list(res.heads)
     assert built.pool.row_ids.tolist() == res.pool.row_ids.tolist()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 from priming.job.config import PrimeConfig
-from priming.job.results import AlphaChoice, ModelInfo, PoolSummary, PrimeResult, RunMetrics
+from priming.job.results import PrimeResult
 from priming.progress import ProgressCallback, track
 
 log = logging.getLogger(__name__)
@@ -75,34 +75,13 @@ def run_prime(
             )
         job.advance()
         with timer.lap("pool"):
-            # alpha="auto" without shots: choose it on held-out pool rows taken before the
-            # agreement filter (rows that passed it agree with the text head by construction)
-            use_holdout = cfg.alpha == "auto" and inputs.n_shots < 2
             built = steps.make_pool(
-                corpus,
-                text,
-                inputs,
-                encoder=encoder,
-                holdout=cfg.alpha_holdout if use_holdout else 0.0,
-                random_state=cfg.seed,
-                transductive=cfg.transductive,
-                guided=cfg.guided,
-                k=cfg.transductive_k,
-                **steps.pool_options(cfg),
+                corpus, text, inputs, encoder=encoder, **steps.pool_options(cfg, inputs.n_shots)
             )
         job.advance()
         with timer.lap("fit"):
             heads = steps.fit_heads(
-                text,
-                built.pool,
-                inputs,
-                holdout=built.holdout,
-                head=cfg.head,
-                compare=cfg.compare,
-                alpha=cfg.alpha,
-                empty_class=cfg.empty_class,
-                n_proxies=cfg.n_proxies,
-                random_state=cfg.seed,
+                text, built.pool, inputs, holdout=built.holdout, **steps.head_options(cfg)
             )
         head = heads[cfg.head]
         log.info("head fitted (alpha=%.2f, %s)", head.alpha_, head.alpha_source_)
@@ -111,20 +90,8 @@ def run_prime(
             evaluation = steps.evaluate(heads, inputs, text.names)
             predictions = steps.predictions_table(head, inputs, text.names)
         job.advance()
-        metrics = RunMetrics(
-            config=cfg.to_json(),
-            model=ModelInfo(
-                getattr(encoder, "name", cfg.model),
-                int(encoder.dim),
-                getattr(encoder, "fingerprint", None),
-            ),
-            templates=text.templates,
-            classes=text.names,
-            pool=PoolSummary.of(built.pool, text.names),
-            shots=inputs.n_shots if inputs.shots is not None else None,
-            alpha=AlphaChoice(head.alpha_, head.alpha_source_, head.alpha_scores_),
-            eval=evaluation,
-            timings_s=timer.laps,
+        metrics = steps.run_metrics(
+            cfg, encoder, text, inputs, built.pool, head, evaluation, timer.laps
         )
         with timer.lap("write"):
             steps.write_run(out, heads, built.pool, metrics, predictions=predictions)

@@ -40,6 +40,8 @@ __all__ = [
     "encode_data",
     "encode_inputs",
     "pool_options",
+    "head_options",
+    "run_metrics",
     "make_pool",
     "narrow",
     "fit_heads",
@@ -236,8 +238,12 @@ def encode_inputs(
     return res
 
 
-def pool_options(cfg) -> dict[str, Any]:
-    """The :func:`priming.pool.build_pool` keyword arguments of a :class:`PrimeConfig`."""
+def pool_options(cfg, n_shots: int = 0) -> dict[str, Any]:
+    """The :func:`make_pool` keyword arguments of a :class:`PrimeConfig` (``n_shots``: the
+    run's labelled shots, which decide whether ``alpha="auto"`` needs held-out pool rows)."""
+    # alpha="auto" without shots: choose it on held-out pool rows taken before the
+    # agreement filter (rows that passed it agree with the text head by construction)
+    use_holdout = cfg.alpha == "auto" and n_shots < 2
     return {
         "per_class": cfg.per_class,
         "recall": cfg.recall,
@@ -251,6 +257,23 @@ def pool_options(cfg) -> dict[str, Any]:
         "min_probability": cfg.min_probability,
         "score": cfg.score,
         "balance": cfg.balance,
+        "holdout": cfg.alpha_holdout if use_holdout else 0.0,
+        "random_state": cfg.seed,
+        "transductive": cfg.transductive,
+        "guided": cfg.guided,
+        "k": cfg.transductive_k,
+    }
+
+
+def head_options(cfg) -> dict[str, Any]:
+    """The :func:`fit_heads` keyword arguments of a :class:`PrimeConfig`."""
+    return {
+        "head": cfg.head,
+        "compare": list(cfg.compare),
+        "alpha": cfg.alpha,
+        "empty_class": cfg.empty_class,
+        "n_proxies": cfg.n_proxies,
+        "random_state": cfg.seed,
     }
 
 
@@ -468,3 +491,25 @@ def write_metrics(out: str | os.PathLike, metrics) -> Path:
     from priming._fs import write_json_atomic
 
     return write_json_atomic(Path(out) / "metrics.json", metrics.to_json(), indent=2)
+
+
+def run_metrics(cfg, encoder, text: TextHead, inputs: Inputs, pool, head, evaluation, timings):
+    """The :class:`~priming.job.results.RunMetrics` of a finished run (``head``: the main
+    head; ``timings``: step name → seconds, kept by reference)."""
+    from priming.job.results import AlphaChoice, ModelInfo, PoolSummary, RunMetrics
+
+    return RunMetrics(
+        config=cfg.to_json(),
+        model=ModelInfo(
+            getattr(encoder, "name", cfg.model),
+            int(encoder.dim),
+            getattr(encoder, "fingerprint", None),
+        ),
+        templates=text.templates,
+        classes=text.names,
+        pool=PoolSummary.of(pool, text.names),
+        shots=inputs.n_shots if inputs.shots is not None else None,
+        alpha=AlphaChoice(head.alpha_, head.alpha_source_, head.alpha_scores_),
+        eval=evaluation,
+        timings_s=timings,
+    )
