@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-
 from tests._fakes import BagOfWordsEncoder, write_text_corpus
 from tests.test_doc_examples import python_block
 
