@@ -153,3 +153,24 @@ def test_predict_library_with_a_head_saved_from_python(world, tmp_path):
     res2 = predict(tmp_path / "h", tmp_path / "x.npy", out=out)
     assert out.read_bytes().decode() == res2.to_csv() and res2.accuracy is None
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".p.csv")]
+
+
+def test_concurrent_run_to_the_same_out_is_refused_and_leftovers_cleaned(world, capsys):
+    import fcntl
+
+    tmp, inp, _ = world
+    run = tmp / "run"
+    lock = tmp / ".run.lock"
+    with open(lock, "a+") as fh:  # another run holds the lock
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(_prime(inp, run)) == 2
+        assert "another priming prime run is writing" in capsys.readouterr().err
+        assert not run.exists()
+    # what a SIGKILLed run leaves: a half-written temporary folder and a replaced old run
+    (tmp / ".run.tmp-dead").mkdir()
+    (tmp / ".run.tmp-dead" / "big.npy").write_bytes(b"0" * 1000)
+    (tmp / ".run.old.dead").mkdir()
+    (tmp / ".runs.tmp-other").mkdir()  # another run's folder: not ours to remove
+    assert main(_prime(inp, run)) == 0
+    left = sorted(p.name for p in tmp.iterdir() if p.name.startswith("."))
+    assert left == [".runs.tmp-other"]

@@ -48,7 +48,7 @@ def run_prime(
 
     timer = _Timer()
     out = steps.check_out_dir(cfg.out, cfg.input_paths(), cfg.overwrite)
-    with track(progress, "priming", total=6, unit="steps") as job:
+    with steps.run_lock(out), track(progress, "priming", total=6, unit="steps") as job:
         with timer.lap("text_head"):
             classes = load_class_names(cfg.classes)  # before the (slow) model loads
             encoder = steps.open_encoder(cfg.model, encoder, cfg.device)

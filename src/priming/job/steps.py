@@ -14,9 +14,10 @@ Everything here works on embeddings once :func:`encode_inputs` has run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "BuiltPool",
     "default_cache_dir",
     "check_out_dir",
+    "run_lock",
     "open_encoder",
     "make_text_head",
     "encode_data",
@@ -139,6 +141,44 @@ def check_out_dir(out: str | os.PathLike, inputs: Mapping[str, Path], overwrite:
                 "head/); --overwrite only replaces run folders — choose another folder"
             )
     return Path(out)
+
+
+@contextlib.contextmanager
+def run_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold ``.<out>.lock`` next to the run folder for the whole run: a second run to the
+    same ``out`` fails at once with a ConfigError instead of silently replacing the first
+    one's result. Inside the lock, what an interrupted earlier run left (``.<out>.tmp-*``,
+    ``.<out>.old.*``) is removed. Without ``fcntl`` (Windows) nothing is locked."""
+    import glob
+    import shutil
+
+    from priming._fs import make_dir
+
+    o = Path(out)
+    make_dir(o.parent, "folder of the run folder")
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock = o.parent / f".{o.name}.lock"
+    fh = open(lock, "a+")  # noqa: SIM115 (held open for the whole run)
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another priming prime run is writing {str(out)!r} right now; wait for it or "
+                "choose another --out"
+            ) from None
+        name = glob.escape(o.name)
+        for stale in [*o.parent.glob(f".{name}.tmp-*"), *o.parent.glob(f".{name}.old.*")]:
+            log.info("removing %s left by an interrupted run", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+        lock.unlink(missing_ok=True)
+    finally:
+        fh.close()
 
 
 def open_encoder(model: str | None, encoder=None, device: str | None = None):
