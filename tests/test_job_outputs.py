@@ -174,3 +174,19 @@ def test_concurrent_run_to_the_same_out_is_refused_and_leftovers_cleaned(world, 
     assert main(_prime(inp, run)) == 0
     left = sorted(p.name for p in tmp.iterdir() if p.name.startswith("."))
     assert left == [".runs.tmp-other"]
+
+
+def test_eval_without_labels_says_so_and_still_predicts(world, capsys, caplog):
+    tmp, inp, _ = world
+    unl = inp / "unlabelled.jsonl"
+    unl.write_text("\n".join(json.dumps({"text": f"ripe {f}"}) for f in FRUITS))
+    args = _prime(inp, tmp / "run")
+    args[args.index("--eval") + 1] = str(unl)
+    with caplog.at_level("WARNING", logger="priming"):
+        assert main(args) == 0
+    assert "has no labels: no accuracy" in caplog.text
+    assert "no accuracy: the eval data" in capsys.readouterr().out
+    m = json.loads((tmp / "run" / "metrics.json").read_text())
+    assert m["eval"] is None
+    rows = (tmp / "run" / "predictions.csv").read_text().splitlines()[1:]
+    assert len(rows) == 3 and all(r.split(",")[1] == "" for r in rows)

@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"alpha: {r.alpha.value:.2f} ({r.alpha.source})")
     for name, m in (r.eval or {}).items():
         print(f"  {name:32s} top-1 {100 * m.top1:6.2f} %")
+    if cfg.eval and r.eval is None:
+        print(f"no accuracy: the eval data {cfg.eval!r} has no labels")
     extra = ", predictions.csv" if (res.run_dir / "predictions.csv").exists() else ""
     print(f"wrote {res.run_dir}/ (head/, pool/, metrics.json, report.md{extra})")
     return 0
