@@ -108,3 +108,20 @@ def test_cli_options_parse_to_config_values(inputs):
                  "dedup_threshold": 0.9}  # fmt: skip
     with pytest.raises(SystemExit):
         p.parse_args(["prime", "--nsfw", "maybe"])
+
+
+def test_choices_and_defaults_come_from_one_place(inputs, capsys):
+    from priming.cli import main
+
+    specs = {o.name: o for o in cli_options()}
+    assert specs["recall"].help.endswith("(search|knn|both); default: search")
+    assert specs["recall"].metavar == "search|knn|both" and specs["per_class"].metavar == "N"
+    assert specs["per_class"].help.endswith("default: 1000")
+    assert "default" not in specs["model"].help  # no default: none shown
+    rc = main(["prime", "--model", "m", "--classes", str(inputs / "classes.txt"), "--corpus",
+               str(inputs / "corpus"), "--out", str(inputs / "r"), "--recall", "grep",
+               "--score", "best"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "recall must be one of search, knn, both; got 'grep'" in err
+    assert "score must be one of zero-shot, similarity; got 'best'" in err
+    assert not (inputs / "r").exists()

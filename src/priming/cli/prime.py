@@ -34,9 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         elif o.kind == "bool":
             p.add_argument(o.flag, type=boolean, metavar="true|false", help=o.help)
         elif o.kind == "append":
-            p.add_argument(o.flag, action="append", help=o.help)
+            p.add_argument(o.flag, action="append", metavar=o.metavar, help=o.help)
         else:
-            p.add_argument(o.flag, type=o.type, help=o.help)
+            p.add_argument(o.flag, type=o.type, metavar=o.metavar, help=o.help)
     p.set_defaults(func=run)
 
 

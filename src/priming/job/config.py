@@ -33,18 +33,23 @@ INPUT_FIELDS = ("classes", "corpus", "shots", "eval", "unlabelled", "description
 PATH_FIELDS = (*INPUT_FIELDS, "out", "cache_dir")
 
 
-def _opt(default: Any, help: str, cli: str = "value", *, type: Any = None, **extra: Any) -> Any:
-    """A config field: ``cli`` says how the option is spelled on the command line —
-    ``value`` (``--x V``), ``switch`` (``--x`` sets True), ``bool`` (``--x true|false``),
-    ``negate`` (``--no-x`` sets False), ``append`` (repeatable), ``none`` (config only)."""
-    meta = {"help": help, "cli": cli, "type": type, **extra}
+def _opt(
+    default: Any,
+    help: str,
+    cli: str = "value",
+    *,
+    type: Any = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A config field with its help text; ``cli`` says how the option is spelled on the
+    command line — ``value`` (``--x V``), ``switch`` (``--x`` sets True), ``bool``
+    (``--x true|false``), ``negate`` (``--no-x`` sets False), ``append`` (repeatable),
+    ``none`` (config only); ``type`` converts a command-line value; ``choices`` are the
+    valid values (checked by :meth:`PrimeConfig.problems`, listed in the help)."""
+    meta = {"help": help, "cli": cli, "type": type, "choices": choices}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
-
-
-def _choices(ch: tuple[str, ...]) -> str:
-    return "|".join(ch)
 
 
 @dataclass
@@ -64,35 +69,35 @@ class PrimeConfig:
     guided: bool = _opt(
         False, "narrow the pool to each shot's k nearest items of its class", "switch"
     )
-    transductive_k: int = _opt(10, "neighbours per sample (10)", type=int)
-    head: str = _opt("neural-priming", "imprinting preset for the pool/shot part (neural-priming)")
+    transductive_k: int = _opt(10, "neighbours per sample", type=int)
+    head: str = _opt("neural-priming", "imprinting preset for the pool/shot part")
     n_proxies: int | None = _opt(None, "proxies per class for multi-proxy presets", type=int)
     compare: list[str] = _opt([], "also fit and evaluate this preset (repeatable)", "append")
     alpha: Any = _opt("schedule", "text-head weight: a number in [0,1], 'schedule' or 'auto'")
     alpha_holdout: float = _opt(
-        0.2, "share of pool rows held out to choose alpha='auto' without shots (0.2)", type=float
+        0.2, "share of pool rows held out to choose alpha='auto' without shots", type=float
     )
-    empty_class: str = _opt("text", f"score of a class with no items ({_choices(EMPTY_CLASS)})")
+    empty_class: str = _opt("text", "score of a class with no items", choices=EMPTY_CLASS)
     templates: str | None = _opt(
         None, "template set name or file (default: imagenet7; identity for text models)"
     )
     descriptions: str | None = _opt(None, "CuPL-style JSON class -> sentences")
-    per_class: int | None = _opt(1000, "cap per class (1000)", type=int)
-    recall: str = _opt("search", f"how to find pool items ({_choices(RECALL_METHODS)})")
-    search_mode: str = _opt("phrase", f"caption search mode ({_choices(SEARCH_MODES)})")
+    per_class: int | None = _opt(1000, "cap per class", type=int)
+    recall: str = _opt("search", "how to find pool items", choices=RECALL_METHODS)
+    search_mode: str = _opt("phrase", "caption search mode", choices=SEARCH_MODES)
     search_limit: int | None = _opt(None, "stop searching after N hits per class", type=int)
-    ambiguous: str = _opt("drop", f"rows matching several classes ({_choices(AMBIGUOUS)})")
-    nsfw: bool = _opt(True, "drop NSFW-flagged rows (true)", "bool")
-    dedup_threshold: float | None = _opt(0.995, "near-duplicate cosine (0.995)", type=float)
-    leakage_threshold: float = _opt(0.95, "test-leakage cosine (0.95)", type=float)
-    agreement: bool = _opt(True, "zero-shot agreement filter (true)", "bool")
+    ambiguous: str = _opt("drop", "rows matching several classes", choices=AMBIGUOUS)
+    nsfw: bool = _opt(True, "drop NSFW-flagged rows", "bool")
+    dedup_threshold: float | None = _opt(0.995, "near-duplicate cosine", type=float)
+    leakage_threshold: float = _opt(0.95, "test-leakage cosine", type=float)
+    agreement: bool = _opt(True, "zero-shot agreement filter", "bool")
     min_probability: float | None = _opt(None, "minimum zero-shot probability", type=float)
-    score: str = _opt("zero-shot", f"ranking for the cap ({_choices(SCORES)})")
+    score: str = _opt("zero-shot", "ranking for the cap", choices=SCORES)
     balance: bool = _opt(False, "equal counts per class", "switch")
     cache_dir: str | None = _opt(None, "embedding cache (default ~/.cache/priming/embeddings)")
-    batch_size: int = _opt(64, "encoding batch size (64)", type=int)
+    batch_size: int = _opt(64, "encoding batch size", type=int)
     device: str | None = _opt(None, "cpu, cuda[:N], mps")
-    seed: int = _opt(0, "random seed (0)", type=int)
+    seed: int = _opt(0, "random seed", type=int)
     overwrite: bool = _opt(False, "replace --out when it holds an earlier run", "switch")
     progress: bool = _opt(True, "draw no progress bars", "negate")
 
@@ -187,16 +192,10 @@ class PrimeConfig:
         for h in [self.head, *(self.compare if isinstance(self.compare, list) else [])]:
             if not isinstance(h, str) or h not in PRESETS:
                 e.append(f"head preset {h!r} is unknown; valid: {', '.join(sorted(PRESETS))}")
-        choices = (
-            ("recall", RECALL_METHODS),
-            ("search_mode", SEARCH_MODES),
-            ("score", SCORES),
-            ("ambiguous", AMBIGUOUS),
-            ("empty_class", EMPTY_CLASS),
-        )
-        for name, ch in choices:
-            if getattr(self, name) not in ch:
-                e.append(f"{name} must be one of {', '.join(ch)}; got {getattr(self, name)!r}")
+        for f in dataclasses.fields(self):
+            ch = f.metadata.get("choices")
+            if ch and getattr(self, f.name) not in ch:
+                e.append(f"{f.name} must be one of {', '.join(ch)}; got {getattr(self, f.name)!r}")
         return e
 
     def _range_problems(self) -> list[str]:
@@ -261,6 +260,7 @@ class OptionSpec:
     kind: str
     help: str
     type: Any = None
+    metavar: str | None = None
 
 
 def cli_options() -> Iterator[OptionSpec]:
@@ -271,7 +271,26 @@ def cli_options() -> Iterator[OptionSpec]:
             continue
         dashed = f.name.replace("_", "-")
         flag = f"--no-{dashed}" if kind == "negate" else f"--{dashed}"
-        yield OptionSpec(f.name, flag, kind, f.metadata.get("help", ""), f.metadata.get("type"))
+        yield OptionSpec(f.name, flag, kind, _help(f), f.metadata.get("type"), _metavar(f))
+
+
+def _metavar(f: dataclasses.Field) -> str | None:
+    if f.metadata.get("choices"):
+        return "|".join(f.metadata["choices"])
+    if f.name in PATH_FIELDS:
+        return "PATH"
+    return {int: "N", float: "X"}.get(f.metadata.get("type"))
+
+
+def _help(f: dataclasses.Field) -> str:
+    """The field's help, with its choices and its default when it has one."""
+    text = f.metadata.get("help", "")
+    kind = f.metadata.get("cli", "value")
+    if f.metadata.get("choices"):
+        text += f" ({'|'.join(f.metadata['choices'])})"
+    if kind in ("value", "bool") and f.default is not None and f.default is not dataclasses.MISSING:
+        text += f"; default: {str(f.default).lower() if isinstance(f.default, bool) else f.default}"
+    return text
 
 
 def _read_toml(p: Path) -> dict[str, Any]:
