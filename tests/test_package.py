@@ -86,3 +86,24 @@ def test_cli_turns_os_errors_into_one_line(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("priming demo: error:") and "/root/forbidden" in err
     assert "Traceback" not in err
+
+
+def test_import_priming_is_cheap_and_the_job_api_lazy():
+    code = (
+        "import sys, priming; "
+        "heavy = [m for m in ('numpy', 'sklearn', 'scipy', 'torch', 'pyarrow', 'matplotlib', "
+        "'priming.job.run', 'priming.heads') if m in sys.modules]; "
+        "print(','.join(heavy)); "
+        "import priming.job; print('numpy' in sys.modules); "
+        "from priming.job.run import run_prime; from priming.job.config import PrimeConfig; "
+        "from priming.job.predict import predict; "
+        "print(priming.run_prime is run_prime, priming.PrimeConfig is PrimeConfig, "
+        "priming.predict is predict, priming.job.predict is predict)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.splitlines() == ["", "False", "True True True True"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        priming.nope  # noqa: B018

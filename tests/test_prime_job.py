@@ -5,8 +5,8 @@ import pytest
 
 from priming.cli import main
 from priming.errors import ConfigError, DataError
-from priming.eval.prime import PrimeConfig, load_config, run_prime
 from priming.heads import load_head
+from priming.job import PrimeConfig, load_config, run_prime
 from priming.pool import build_pool
 from tests._fakes import BagOfWordsEncoder, write_text_corpus
 

@@ -16,11 +16,19 @@ from priming.errors import (
 __version__ = "0.1.0"
 
 
+# The job API (priming.job), imported on first use so that `import priming` stays cheap.
+_JOB_API = ("PrimeConfig", "load_config", "run_prime", "predict", "PrimeResult", "PredictResult")
+
+
 def __getattr__(name: str):
     if name == "NotFittedError":  # built lazily: it needs scikit-learn
         from priming import errors
 
         return errors.NotFittedError
+    if name in _JOB_API:
+        import priming.job
+
+        return getattr(priming.job, name)
     raise AttributeError(f"module 'priming' has no attribute {name!r}")
 
 
@@ -32,4 +40,5 @@ __all__ = [
     "NotFittedError",  # noqa: F822 (provided by __getattr__)
     "MissingDependencyError",
     "UnknownNameError",
+    *_JOB_API,  # noqa: F822 (provided by __getattr__)
 ]

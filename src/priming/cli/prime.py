@@ -1,97 +1,42 @@
-"""``priming prime``: the main job (class names + corpus → primed head, pool, report)."""
+"""``priming prime``: the main job (class names + corpus → primed head, pool, report).
+
+The options are generated from :class:`priming.job.config.PrimeConfig`'s fields (names,
+help); the command only parses, calls :func:`priming.job.run_prime` and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-_PATH_OPTS = (
-    "classes",
-    "corpus",
-    "out",
-    "shots",
-    "eval",
-    "unlabelled",
-    "descriptions",
-    "cache_dir",
-)
-
-
-def _bool(v: str) -> bool:
-    if v.lower() in ("1", "true", "yes", "on"):
-        return True
-    if v.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {v!r}")
+from priming.cli._args import boolean
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from priming.job.config import cli_options
+
     p = sub.add_parser(
         "prime",
         help="adapt a model to your classes with a priming pool from a corpus",
         description="Build a priming pool for your class names from a corpus, fit a primed "
         "head (text head + imprinted pool/shots), evaluate it when labels are given and write "
-        "head/, pool/, metrics.json and report.md into --out. All options can also come "
-        "from a TOML file (--config); options given on the command line win.",
+        "head/, pool/, metrics.json, report.md (and predictions.csv with --eval) into --out. "
+        "All options can also come from a TOML file (--config); options given on the command "
+        "line win. --overwrite replaces only an earlier run folder, never an input.",
     )
     p.add_argument("--config", help="TOML run file (keys = option names with underscores)")
-    p.add_argument("--model", help="encoder, e.g. open_clip:ViT-B-16/laion2b_s34b_b88k")
-    p.add_argument("--classes", help="class-name file (one per line, '|' between synonyms)")
-    p.add_argument("--corpus", help="corpus folder (priming corpus build), with embeddings")
-    p.add_argument("--out", help="run folder to write")
-    p.add_argument("--shots", help="labelled few-shot data (folder, manifest or embeddings)")
-    p.add_argument("--eval", help="labelled evaluation data (also guards the pool against leakage)")
-    p.add_argument("--unlabelled", help="unlabelled target data for --transductive")
-    p.add_argument(
-        "--transductive",
-        action="store_const",
-        const=True,
-        default=None,
-        help="narrow the pool to the k nearest items of each unlabelled/eval sample",
-    )
-    p.add_argument(
-        "--guided",
-        action="store_const",
-        const=True,
-        default=None,
-        help="narrow the pool to each shot's k nearest items of the same class",
-    )
-    p.add_argument("--transductive-k", type=int, help="neighbours per sample (10)")
-    p.add_argument("--head", help="imprinting preset for the pool/shot part (neural-priming)")
-    p.add_argument("--n-proxies", type=int, help="proxies per class for multi-proxy presets")
-    p.add_argument(
-        "--compare", action="append", help="also fit and evaluate this preset (repeatable)"
-    )
-    p.add_argument("--alpha", help="text-head weight: a number in [0,1], 'schedule' or 'auto'")
-    p.add_argument("--empty-class", choices=["text", "zero"], help="score of a class with no items")
-    p.add_argument(
-        "--templates",
-        help="template set name or file (default: imagenet7; identity for text models)",
-    )
-    p.add_argument("--descriptions", help="CuPL-style JSON class -> sentences")
-    p.add_argument("--per-class", type=int, help="cap per class (1000)")
-    p.add_argument("--recall", choices=["search", "knn", "both"], help="how to find pool items")
-    p.add_argument("--search-mode", choices=["phrase", "all_tokens"], help="caption search mode")
-    p.add_argument("--search-limit", type=int, help="stop searching after N hits per class")
-    p.add_argument("--ambiguous", choices=["drop", "longest"], help="rows matching several classes")
-    p.add_argument("--nsfw", type=_bool, help="drop NSFW-flagged rows (true)")
-    p.add_argument("--dedup-threshold", type=float, help="near-duplicate cosine (0.995)")
-    p.add_argument("--leakage-threshold", type=float, help="test-leakage cosine (0.95)")
-    p.add_argument("--agreement", type=_bool, help="zero-shot agreement filter (true)")
-    p.add_argument("--min-probability", type=float, help="minimum zero-shot probability")
-    p.add_argument("--score", choices=["zero-shot", "similarity"], help="ranking for the cap")
-    p.add_argument(
-        "--balance", action="store_const", const=True, default=None, help="equal counts per class"
-    )
-    p.add_argument("--cache-dir", help="embedding cache (default ~/.cache/priming/embeddings)")
-    p.add_argument("--batch-size", type=int, help="encoding batch size (64)")
-    p.add_argument("--device", help="cpu, cuda[:N], mps")
-    p.add_argument("--seed", type=int, help="random seed (0)")
-    p.add_argument(
-        "--overwrite", action="store_const", const=True, default=None, help="replace --out"
-    )
-    p.add_argument(
-        "--no-progress", dest="progress", action="store_const", const=False, default=None
-    )
+    for o in cli_options():
+        if o.kind == "switch":
+            p.add_argument(o.flag, action="store_const", const=True, default=None, help=o.help)
+        elif o.kind == "negate":
+            p.add_argument(
+                o.flag, dest=o.name, action="store_const", const=False, default=None, help=o.help
+            )
+        elif o.kind == "bool":
+            p.add_argument(o.flag, type=boolean, metavar="true|false", help=o.help)
+        elif o.kind == "append":
+            p.add_argument(o.flag, action="append", metavar=o.metavar, help=o.help)
+        else:
+            p.add_argument(o.flag, type=o.type, metavar=o.metavar, help=o.help)
     p.set_defaults(func=run)
 
 
@@ -108,21 +53,24 @@ def options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from priming.eval.prime import PrimeConfig, load_config, run_prime
+    from priming.cli.progress_bars import progress_callback
+    from priming.job import PrimeConfig, load_config, run_prime
 
     opts = options(args)
     cfg = (
         load_config(args.config, opts) if args.config else PrimeConfig.from_mapping(opts, "options")
     )
-    res = run_prime(cfg)
-    m = res.metrics
+    res = run_prime(cfg, progress=progress_callback(cfg.progress))
+    r = res.report
     print(
-        f"pool: {m['pool']['size']} items for {m['n_classes']} classes "
-        f"({len(m['pool']['empty_classes'])} without items keep their text weight)"
+        f"pool: {r.pool.size} items for {r.n_classes} classes "
+        f"({len(r.pool.empty_classes)} without items keep their text weight)"
     )
-    print(f"alpha: {m['alpha']['value']:.2f} ({m['alpha']['source']})")
-    if m["eval"]:
-        for name, r in m["eval"].items():
-            print(f"  {name:32s} top-1 {100 * r['top1']:6.2f} %")
-    print(f"wrote {res.run_dir}/ (head/, pool/, metrics.json, report.md)")
+    print(f"alpha: {r.alpha.value:.2f} ({r.alpha.source})")
+    for name, m in (r.eval or {}).items():
+        print(f"  {name:32s} top-1 {100 * m.top1:6.2f} %")
+    if cfg.eval and r.eval is None:
+        print(f"no accuracy: the eval data {cfg.eval!r} has no labels")
+    extra = ", predictions.csv" if (res.run_dir / "predictions.csv").exists() else ""
+    print(f"wrote {res.run_dir}/ (head/, pool/, metrics.json, report.md{extra})")
     return 0
