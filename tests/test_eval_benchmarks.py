@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from priming.data.benchmarks import get_benchmark, list_benchmarks, to_parent_labels
+from priming.data.loaders import load_split, open_image
 from priming.errors import ConfigError, DataError, UnknownNameError
-from priming.eval.benchmarks import get_benchmark, list_benchmarks, to_parent_labels
-from priming.eval.loaders import load_split, open_image
 
 EXPECTED = {
     "imagenet1k": 1000, "imagenet-v2": 1000, "imagenet-sketch": 1000, "imagenet-r": 200,

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 
 from priming.cli import main
-from priming.eval.reproduce import IMPRINT_TABLE1, reproduce_synthetic
 from priming.eval.sweep import parse_sweep_config, run_sweep
-from priming.eval.synthetic import make_subclusters
+from priming.recipes.imprint import IMPRINT_TABLE1
+from priming.recipes.synthetic import make_subclusters, reproduce_synthetic
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

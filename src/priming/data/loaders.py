@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from priming.data.benchmarks import Benchmark, get_benchmark, normalize_name
 from priming.errors import ConfigError, DataError
-from priming.eval.benchmarks import Benchmark, get_benchmark, normalize_name
 
 __all__ = ["LoadedSplit", "load_split", "open_image", "LAYOUTS"]
 

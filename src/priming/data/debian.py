@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from priming._fs import atomic_path, make_dir, write_text_atomic
 from priming.errors import DataError
 
 __all__ = ["DEMO_CLASSES", "read_catalogue", "write_demo_data", "DemoData"]
@@ -156,26 +157,23 @@ def write_demo_data(
             eval_idx.append(i)
     eval_set = set(eval_idx)
     corpus_idx = [i for i in order if i not in eval_set][:n_corpus]
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_dir(folder, "demo data folder")
     classes_file = folder / "classes.txt"
-    classes_file.write_text(
-        "".join(f"{c}|{'|'.join(DEMO_CLASSES[c])}\n" for c in classes), encoding="utf-8"
+    write_text_atomic(classes_file, "".join(f"{c}|{'|'.join(DEMO_CLASSES[c])}\n" for c in classes))
+    table = pa.table(
+        {
+            "url": [f"deb://{rows[i][0]}" for i in corpus_idx],
+            "caption": [
+                _describe(rows[i][0], rows[i][2], rows[i][3], max_words) for i in corpus_idx
+            ],
+            "key": [rows[i][0] for i in corpus_idx],
+        }
     )
-    pq.write_table(
-        pa.table(
-            {
-                "url": [f"deb://{rows[i][0]}" for i in corpus_idx],
-                "caption": [
-                    _describe(rows[i][0], rows[i][2], rows[i][3], max_words) for i in corpus_idx
-                ],
-                "key": [rows[i][0] for i in corpus_idx],
-            }
-        ),
-        folder / "corpus.parquet",
-    )
+    with atomic_path(folder / "corpus.parquet", suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
     eval_file = folder / "eval.jsonl"
-    eval_file.write_text(
+    write_text_atomic(
+        eval_file,
         "\n".join(
             json.dumps(
                 {
@@ -187,7 +185,6 @@ def write_demo_data(
             for i in eval_idx
         )
         + "\n",
-        encoding="utf-8",
     )
     return DemoData(
         folder,
