@@ -364,6 +364,36 @@ def _parse_datasets(entries: Any, base_dir: Path, errors: list[str]) -> list[Dat
     return out
 
 
+def _check_duplicates(heads, datasets, shots, seeds, errors: list[str]) -> None:
+    """Two names for one configuration (or one data set) would be one run: say so."""
+    labels = [h.label for h in heads]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        errors.append(f"duplicate head labels {dup}; give the heads distinct 'name's")
+    # runs are keyed by what determines them, not by names: two names for one
+    # configuration (or one data set) would be one run, so say so before anything runs
+    same: dict[Any, list[str]] = {}
+    for h in heads:
+        same.setdefault((h.params, h.alpha), []).append(h.label)
+    for names in same.values():
+        if len(names) > 1:
+            errors.append(
+                f"heads {', '.join(repr(n) for n in names)} are the same configuration; keep one"
+            )
+    same_data: dict[Any, list[str]] = {}
+    for d in datasets:
+        same_data.setdefault((d.train, d.test, d.classes, d.text_weights), []).append(
+            f"{d.backbone}/{d.dataset}/{d.task}"
+        )
+    for names in same_data.values():
+        if len(names) > 1:
+            errors.append(f"datasets {', '.join(names)} are the same files and classes; keep one")
+    for axis, values in (("shots", shots), ("seeds", seeds)):
+        rep = sorted({repr(v) for v in values if values.count(v) > 1})
+        if rep:
+            errors.append(f"{axis}: repeated value(s) {', '.join(rep)}")
+
+
 def parse_sweep_config(data: Mapping[str, Any], base_dir: str | Path = ".") -> SweepConfig:
     """Validate a sweep description; every problem is reported at once in one ConfigError.
 
@@ -421,32 +451,7 @@ def parse_sweep_config(data: Mapping[str, Any], base_dir: str | Path = ".") -> S
         errors.append(
             "every head combination is invalid:\n  " + "\n  ".join(f"{w}: {r}" for w, r in rejected)
         )
-    labels = [h.label for h in heads]
-    dup = sorted({x for x in labels if labels.count(x) > 1})
-    if dup:
-        errors.append(f"duplicate head labels {dup}; give the heads distinct 'name's")
-    # runs are keyed by what determines them, not by names: two names for one
-    # configuration (or one data set) would be one run, so say so before anything runs
-    same: dict[Any, list[str]] = {}
-    for h in heads:
-        same.setdefault((h.params, h.alpha), []).append(h.label)
-    for names in same.values():
-        if len(names) > 1:
-            errors.append(
-                f"heads {', '.join(repr(n) for n in names)} are the same configuration; keep one"
-            )
-    same_data: dict[Any, list[str]] = {}
-    for d in datasets:
-        same_data.setdefault((d.train, d.test, d.classes, d.text_weights), []).append(
-            f"{d.backbone}/{d.dataset}/{d.task}"
-        )
-    for names in same_data.values():
-        if len(names) > 1:
-            errors.append(f"datasets {', '.join(names)} are the same files and classes; keep one")
-    for axis, values in (("shots", shots), ("seeds", seeds)):
-        rep = sorted({repr(v) for v in values if values.count(v) > 1})
-        if rep:
-            errors.append(f"{axis}: repeated value(s) {', '.join(rep)}")
+    _check_duplicates(heads, datasets, shots, seeds, errors)
     output = Path(str(data.get("output", "results.parquet")))
     output = output if output.is_absolute() else base_dir / output
     if output.suffix not in RESULT_SUFFIXES:

@@ -356,6 +356,14 @@ def _encode_split(enc: _Encoder, data, bench, split_name, layout, out: Path, opt
     return X, y
 
 
+def _encoded_inputs(enc: _Encoder, data, bench, splits, layout, out: Path, opts: dict):
+    """``(X_test, y_test, X_train, y_train)`` from the dataset (train: None without a second
+    split)."""
+    encoded = [_encode_split(enc, data, bench, sp, layout, out, opts) for sp in splits]
+    (X_test, y_test), (X_train, y_train) = encoded[0], (encoded + [(None, None)])[1]
+    return X_test, y_test, X_train, y_train
+
+
 def _text_head(
     enc: _Encoder, bench, space: _LabelSpace, embeddings, D, tmpl, descriptions, progress
 ):
@@ -486,6 +494,56 @@ def _few_shot_row(ctx: _Ctx, pool, pool_y, X_train, y_train, n: int, seeds, eval
     )  # fmt: skip
 
 
+def _label_space_json(bench, space: _LabelSpace) -> dict[str, Any]:
+    return {
+        "benchmark": bench.name,
+        "n_classes": bench.n_classes,
+        "classes_sha256": hashlib.sha256("\n".join(space.classnames).encode()).hexdigest(),
+        "shared_text_weights": [space.classnames[i] for i in space.dups],
+    }
+
+
+def _run_settings(ctx, pool, pool_y, space, out, enc, cupl, transductive_k, shots, seeds,
+                  X_train, y_train, progress):  # fmt: skip
+    """The rows of the recipe: zero-shot → priming, transductive (``transductive_k``
+    not None), one per few-shot setting; the primed head and the pool are saved."""
+    evals: dict[str, Any] = {}
+    n_steps = 1 + (transductive_k is not None) + len(shots)
+    with track(progress, "neural-priming", total=n_steps, unit="settings") as tracker:
+        head, row = _priming_row(ctx, pool, pool_y, cupl, evals)
+        rows = [row]
+        head.save(out / "head", metadata={"model": enc.name, "dataset": ctx.bench.name})
+        pool.save(out / "pool")
+        tracker.advance()
+        if transductive_k is not None:
+            rows.append(_transductive_row(ctx, pool, space, transductive_k, evals))
+            tracker.advance()
+        for n in shots:
+            rows.append(_few_shot_row(ctx, pool, pool_y, X_train, y_train, n, seeds, evals))
+            tracker.advance()
+    return rows, evals
+
+
+def _metrics(bench, space, enc, corpus, alpha, tmpl, embeddings, X_test, pool, rows, evals):
+    precomputed_text = embeddings is not None and (Path(embeddings) / "text.npz").is_file()
+    return {
+        "recipe": "neural-priming",
+        "dataset": bench.name,
+        "model": enc.name,
+        "corpus": str(corpus),
+        "label_space": _label_space_json(bench, space),
+        "alpha": alpha,
+        "templates": None if precomputed_text else tmpl,
+        "n_test": int(len(X_test)),
+        "pool": {"size": int(len(pool)), "stats": pool.stats()},
+        "rows": rows,
+        "eval": evals,
+        "paper": {
+            k: (v.get(bench.name) if isinstance(v, dict) else None) for k, v in PAPER.items()
+        },
+    }
+
+
 def _notes(bench, space: _LabelSpace, cupl: bool, text_source: str, alpha) -> list[str]:
     C = len(space.classnames)
     return [
@@ -546,41 +604,22 @@ def reproduce_neural_priming(
 ) -> NPResult:
     """Run the Neural Priming comparisons on ``dataset`` and write a report to ``out_dir``.
 
-    Parameters
-    ----------
-    dataset : str
-        Benchmark registry name (``flowers102``, ``imagenet-r``, ...); gives class names,
-        templates and the label space.
-    corpus : path
-        A corpus built with ``priming corpus build``, with image embeddings from ``model``.
-    data, layout : path, str
-        Dataset root and loader layout (``imagefolder``, ``wds``, ``torchvision``; None
-        detects). Either ``data`` or ``embeddings`` is needed.
-    embeddings : path
-        Folder with precomputed ``test.npz`` (arrays ``embeddings``, ``labels``: indices in
-        the benchmark's label space or class/folder names), optional ``train.npz`` (for
-        shots) and optional ``text.npz`` (array ``weights``, C × D: the text head; without it
-        ``model``'s text tower builds it).
-    model, encoder : str, object
-        Encoder name (default the paper's ViT-B/16 LAION-2B) or an encoder object.
-    shots, seeds : sequences of int
-        Few-shot settings (shots per class, sampled from ``train_split`` with
-        :func:`~priming.eval.protocol.sample_few_shot`) and their seeds.
-    alpha : "reference", "schedule", "auto" or float
-        Text-head weight; ``"reference"`` = :func:`reference_alpha` per shots setting.
-    transductive, transductive_k : bool, int
-        Also run transductive priming (pool narrowed to the test set's k nearest items).
-    leakage_threshold, dedup_threshold : float
-        Pool items closer than this (cosine) to a test/train image are dropped; pool
-        near-duplicates of each other are merged (see :func:`priming.pool.build_pool`).
-    agreement : bool
-        Keep only pool items the zero-shot head assigns to their caption's class (the
-        reference's filter).
-    per_class, templates, descriptions
-        Pool cap per class; template set (default: the set the reference used); a CuPL
-        descriptions JSON (then the paper's CuPL rows are the comparison).
-    progress : priming.progress.ProgressCallback, optional
-        Receives the progress of encoding and of the steps of the recipe.
+    - ``dataset``: benchmark name (``flowers102``, ``imagenet-r``, ...): class names,
+      templates, label space. ``corpus``: a corpus with image embeddings from ``model``.
+    - ``data`` + ``layout`` (``imagefolder``, ``wds``, ``torchvision``; None detects), or
+      ``embeddings``: a folder with ``test.npz`` (``embeddings``, ``labels``: indices in the
+      label space or class/folder names), optional ``train.npz`` (shots) and ``text.npz``
+      (``weights``, C × D; without it ``model``'s text tower builds the text head).
+    - ``model`` / ``encoder``: encoder name (default the paper's) or object.
+    - ``shots``, ``seeds``: few-shot settings drawn from ``train_split`` with
+      :func:`~priming.eval.protocol.sample_few_shot`, and their seeds.
+    - ``alpha``: ``"reference"`` (:func:`reference_alpha` per setting), ``"schedule"``,
+      ``"auto"`` or a number. ``transductive``/``transductive_k``: also prime with the pool
+      narrowed to the test set's k nearest items.
+    - ``per_class``, ``leakage_threshold``, ``dedup_threshold``, ``agreement``: pool cap and
+      filters of :func:`priming.pool.build_pool`; ``templates`` (default: the reference's
+      set), ``descriptions`` (CuPL JSON: then the paper's CuPL rows are the comparison).
+    - ``progress``: a :data:`priming.progress.ProgressCallback` for encoding and the steps.
     """
     from priming.corpus import open_corpus
     from priming.data.benchmarks import get_benchmark
@@ -595,11 +634,9 @@ def reproduce_neural_priming(
         X_test, y_test, X_train, y_train = _precomputed_inputs(Path(embeddings), bench, bool(shots))
     else:
         opts = {"cache_dir": cache_dir, "batch_size": batch_size, "progress": progress}
-        X_test, y_test = _encode_split(enc, data, bench, test_split, layout, out, opts)
-        X_train, y_train = (
-            _encode_split(enc, data, bench, train_split, layout, out, opts)
-            if shots
-            else (None, None)
+        splits = (test_split, train_split) if shots else (test_split,)
+        X_test, y_test, X_train, y_train = _encoded_inputs(
+            enc, data, bench, splits, layout, out, opts
         )
     D = X_test.shape[1]
     tmpl = templates or bench.reference_templates or bench.templates
@@ -614,49 +651,19 @@ def reproduce_neural_priming(
     )  # fmt: skip
     pool_y = space.labels(pool)
     ctx = _Ctx(bench, T, alpha, X_test, y_test)
-    evals: dict[str, Any] = {}
-    n_steps = 1 + bool(transductive) + len(shots)
-    with track(progress, "neural-priming", total=n_steps, unit="settings") as tracker:
-        head, row = _priming_row(ctx, pool, pool_y, bool(descriptions), evals)
-        rows = [row]
-        head.save(out / "head", metadata={"model": enc.name, "dataset": bench.name})
-        pool.save(out / "pool")
-        tracker.advance()
-        if transductive:
-            rows.append(_transductive_row(ctx, pool, space, transductive_k, evals))
-            tracker.advance()
-        for n in shots:
-            rows.append(_few_shot_row(ctx, pool, pool_y, X_train, y_train, n, seeds, evals))
-            tracker.advance()
-    C = bench.n_classes
+    rows, evals = _run_settings(
+        ctx, pool, pool_y, space, out, enc, bool(descriptions),
+        transductive_k if transductive else None, shots, seeds, X_train, y_train, progress,
+    )  # fmt: skip
     title = (
-        f"Neural Priming on {bench.title} ({C} classes, model {enc.name}, "
+        f"Neural Priming on {bench.title} ({bench.n_classes} classes, model {enc.name}, "
         f"{len(X_test)} test images, pool {len(pool)} items)"
     )
     table = _table(rows)
     notes = _notes(bench, space, bool(descriptions), text_source, alpha)
-    precomputed_text = embeddings is not None and (Path(embeddings) / "text.npz").is_file()
-    metrics = {
-        "recipe": "neural-priming",
-        "dataset": bench.name,
-        "model": enc.name,
-        "corpus": str(corpus),
-        "label_space": {
-            "benchmark": bench.name,
-            "n_classes": C,
-            "classes_sha256": hashlib.sha256("\n".join(space.classnames).encode()).hexdigest(),
-            "shared_text_weights": [space.classnames[i] for i in space.dups],
-        },
-        "alpha": alpha,
-        "templates": None if precomputed_text else tmpl,
-        "n_test": int(len(X_test)),
-        "pool": {"size": int(len(pool)), "stats": pool.stats()},
-        "rows": rows,
-        "eval": evals,
-        "paper": {
-            k: (v.get(bench.name) if isinstance(v, dict) else None) for k, v in PAPER.items()
-        },
-    }
+    metrics = _metrics(
+        bench, space, enc, corpus, alpha, tmpl, embeddings, X_test, pool, rows, evals
+    )
     files = _write_outputs(out, title, table, notes, metrics, pool)
     text = "\n".join([title, "", *table, "", *notes])
     return NPResult(rows=rows, metrics=metrics, text=text, files=files)
