@@ -86,7 +86,14 @@ def read_catalogue(path: str | Path | None = None) -> list[tuple[str, str, str, 
     """``(package, section, synopsis, long description)`` for every package, from a
     dumpavail-format file or, by default, from ``apt-cache dumpavail``."""
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        p = Path(path)
+        if not p.is_file():
+            state = "is not a file" if p.exists() else "does not exist"
+            raise DataError(f"package catalogue {str(p)!r} {state}")
+        try:
+            text = p.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise DataError(f"cannot read package catalogue {str(p)!r}: {exc}") from None
     else:
         exe = shutil.which("apt-cache")
         if exe is None:
@@ -104,7 +111,8 @@ def read_catalogue(path: str | Path | None = None) -> list[tuple[str, str, str, 
             seen.add(pkg)
             rows.append((pkg, sec, syn, long))
     if not rows:
-        raise DataError("the package catalogue is empty")
+        where = "" if path is None else f" {str(path)!r}"
+        raise DataError(f"the package catalogue{where} holds no packages (dumpavail format)")
     return rows
 
 

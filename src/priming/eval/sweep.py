@@ -79,47 +79,16 @@ RESULT_SUFFIXES = (".parquet", ".csv")
 
 
 def load_embedding_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``(embeddings, labels)`` from an embedding file.
+    """Read ``(embeddings, labels)`` with :func:`priming.data.load_embeddings` (``.npz``
+    with ``embeddings``/``labels``, or ``.npy`` with a sibling labels file); a file without
+    labels is a DataError."""
+    from priming.data import load_embeddings
 
-    Uses ``priming.data.load_embeddings`` when available; otherwise reads ``.npz`` files with
-    arrays ``embeddings`` (or ``X``) and ``labels`` (or ``y``), or a ``.npy`` matrix with a
-    sibling ``<stem>.labels.npy`` / ``<stem>.labels.txt`` (one label per line).
-    """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"embedding file {p} does not exist")
-    try:
-        from priming.data import load_embeddings  # type: ignore[attr-defined]
-    except ImportError:
-        load_embeddings = None
-    if load_embeddings is not None:
-        data = load_embeddings(p)
-        if data.labels is None:
-            raise DataError(f"embedding file {p} has no labels")
-        return np.asarray(data.embeddings, dtype=np.float32), np.asarray(data.labels)
-    if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            xk = next((k for k in ("embeddings", "X") if k in z.files), None)
-            yk = next((k for k in ("labels", "y") if k in z.files), None)
-            if xk is None or yk is None:
-                raise DataError(f"{p} must hold arrays 'embeddings' and 'labels'; has {z.files}")
-            X, y = z[xk], z[yk]
-    elif p.suffix == ".npy":
-        X = np.load(p, allow_pickle=False)
-        lab_npy, lab_txt = p.with_suffix(".labels.npy"), p.with_suffix(".labels.txt")
-        if lab_npy.is_file():
-            y = np.load(lab_npy, allow_pickle=False)
-        elif lab_txt.is_file():
-            y = np.asarray(lab_txt.read_text(encoding="utf-8").splitlines())
-        else:
-            raise DataError(f"{p}: no labels file {lab_npy.name} or {lab_txt.name}")
-    else:
-        raise DataError(f"{p}: unsupported embedding file (use .npz or .npy)")
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y)
-    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
-        raise DataError(f"{p}: embeddings {X.shape} and labels {y.shape} do not match")
-    return X, y
+    data = load_embeddings(p)
+    if data.labels is None:
+        raise DataError(f"embedding file {p} has no labels")
+    return np.asarray(data.embeddings, dtype=np.float32), np.asarray(data.labels)
 
 
 def _file_fingerprint(path: Path) -> str:

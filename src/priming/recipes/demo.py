@@ -165,7 +165,9 @@ def run_priming_demo(
 ) -> PrimingDemoResult:
     """Neural Priming on the Debian catalogue with MiniLM (part 1 of the demo).
 
-    A missing catalogue or model is not an error: the result says why it was skipped.
+    A machine without a package catalogue (no ``apt-cache``, no ``catalogue`` given) or
+    without the model is not an error: the result says why it was skipped. A ``catalogue``
+    file that cannot be read is a DataError.
     """
     from priming.data.debian import read_catalogue, write_demo_data
     from priming.eval.prime import run_prime
@@ -175,6 +177,8 @@ def run_priming_demo(
     try:
         rows = read_catalogue(catalogue)
     except PrimingError as exc:
+        if catalogue is not None:
+            raise
         return PrimingDemoResult(skipped=str(exc))
     if encoder is None:
         try:
