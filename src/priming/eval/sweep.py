@@ -33,6 +33,7 @@ import numpy as np
 
 from priming._fs import atomic_path, make_dir, write_bytes_atomic
 from priming._json import to_jsonable
+from priming._optional import require
 from priming.errors import ConfigError, DataError, PrimingError
 from priming.eval.metrics import classification_report, save_predictions
 from priming.eval.protocol import sample_few_shot
@@ -458,12 +459,7 @@ def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
         except ValueError as exc:
             raise ConfigError(f"{p}: not valid JSON: {exc}") from None
     else:
-        try:
-            import yaml
-        except ImportError:
-            from priming.errors import missing_dependency
-
-            raise missing_dependency("pyyaml", "cli") from None
+        yaml = require("yaml", "cli", package="pyyaml")
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
