@@ -283,3 +283,13 @@ def test_a_warning_of_every_run_is_logged_once(tmp_path, caplog):
     assert len(hits) == len(res.warnings) >= 1
     assert all("of 6 runs)" in r.getMessage() for r in hits)
     assert sum(res.warnings.values()) == 6
+
+
+def test_sweep_cli_executor_option(sweep_file, capsys):
+    args = ["sweep", "--config", str(sweep_file), "--no-progress", "--limit", "2"]
+    assert main([*args, "--executor", "nope"]) != 0
+    err = capsys.readouterr().err
+    assert "nope" in err and "inline" in err and "local" in err and "Traceback" not in err
+    assert not (sweep_file.parent / "out").exists()  # refused before anything is written
+    assert main([*args, "--executor", "inline"]) == 0
+    assert "2 new run(s), 0 reused" in capsys.readouterr().out

@@ -37,7 +37,7 @@ from priming._optional import require
 from priming.errors import ConfigError, DataError, PrimingError
 from priming.eval.metrics import classification_report, save_predictions
 from priming.eval.protocol import sample_few_shot
-from priming.exec import ExecutorSpec, open_executor
+from priming.exec import EXECUTORS, ExecutorSpec, open_executor
 from priming.progress import ProgressCallback, track
 
 __all__ = [
@@ -797,6 +797,8 @@ def run_sweep(
     runs = expand_runs(cfg)
     if cfg.output.suffix not in RESULT_SUFFIXES:
         raise ConfigError(f"output {str(cfg.output)!r} must end in .parquet or .csv")
+    if isinstance(executor, str):
+        EXECUTORS.get(executor)  # an unknown name fails before anything is written
     for spec in dict.fromkeys(cfg.datasets):
         _load_task(spec)  # bad files, widths or class lists fail here, before any output
     parts = make_dir(cfg.output.with_name(cfg.output.name + ".parts"), "sweep results folder")
