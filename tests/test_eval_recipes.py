@@ -149,3 +149,53 @@ def test_one_primed_score_no_copy_of_the_mix_in_recipes_or_sweep():
         text = path.read_text(encoding="utf-8")
         assert "(1 - a)" not in text and "(1.0 - a" not in text, path
         assert "def _l2" not in text and "np.linalg.norm(X, axis=1" not in text, path
+
+
+def _catalogue(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    words = {
+        "python": "Python module library for scripting",
+        "games": "game arcade puzzle player fun",
+        "science": "scientific simulation physics data",
+        "misc": "assorted utility helper",  # not a demo class: corpus only
+    }
+    blocks = []
+    for sec, text in words.items():
+        for i in range(40):
+            extra = " ".join(rng.choice(text.split(), size=3))
+            blocks.append(
+                f"Package: {sec}-pkg{i}\nSection: {sec}\nDescription: {text.split()[0]} {i}\n"
+                f" {text} {extra}\n"
+            )
+    path.write_text("\n".join(blocks))
+    return path
+
+
+@pytest.mark.slow
+def test_priming_demo_recipe_end_to_end_with_a_small_encoder(tmp_path):
+    from priming.recipes.demo import run_priming_demo
+    from tests._fakes import BagOfWordsEncoder
+
+    cat = _catalogue(tmp_path / "dumpavail.txt")
+    events: list[ProgressEvent] = []
+    res = run_priming_demo(
+        tmp_path / "w", catalogue=str(cat), corpus_size=90, eval_size=30,
+        encoder=BagOfWordsEncoder(), progress=events.append,
+    )  # fmt: skip
+    assert res.skipped is None and res.rate is None
+    assert events and events[0].state == "start"  # corpus embedding reported its progress
+    assert res.n_classes == 3 and res.n_eval == 30 and res.n_corpus == 90
+    names = [r[0] for r in res.rows]
+    assert names[0].startswith("zero-shot") and len(names) == 3
+    m = json.loads((tmp_path / "w" / "run" / "metrics.json").read_text())
+    ev = m["eval"]
+    assert res.rows[0][1] == pytest.approx(ev["zero_shot"]["top1"])
+    assert res.rows[1][1] == pytest.approx(ev["primed (neural-priming)"]["top1"])
+    assert res.pool_size == m["pool"]["size"] > 0 and res.alpha == m["alpha"]["value"]
+    assert res.report == tmp_path / "w" / "run" / "report.md" and res.report.is_file()
+    # a second run reuses the corpus (same stamp) and gives the same numbers
+    again = run_priming_demo(
+        tmp_path / "w", catalogue=str(cat), corpus_size=90, eval_size=30,
+        encoder=BagOfWordsEncoder(),
+    )  # fmt: skip
+    assert again.rows == res.rows

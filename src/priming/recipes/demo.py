@@ -16,6 +16,7 @@ The functions return results; the CLI prints them.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -200,7 +201,9 @@ def run_priming_demo(
         random_state=seed,
     )
     corpus_dir = _ensure_corpus(work, data, encoder, seed, catalogue, progress)
-    res = run_prime(_prime_config(data, corpus_dir, work, seed), encoder=encoder)
+    # MERGE: run_prime takes progress= on the job branch; pass it unconditionally then
+    kw = {"progress": progress} if "progress" in inspect.signature(run_prime).parameters else {}
+    res = run_prime(_prime_config(data, corpus_dir, work, seed), encoder=encoder, **kw)
     m = res.metrics.to_json() if hasattr(res.metrics, "to_json") else res.metrics
     ev = m["eval"]
     heads = [
