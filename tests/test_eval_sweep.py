@@ -293,3 +293,24 @@ def test_sweep_cli_executor_option(sweep_file, capsys):
     assert not (sweep_file.parent / "out").exists()  # refused before anything is written
     assert main([*args, "--executor", "inline"]) == 0
     assert "2 new run(s), 0 reused" in capsys.readouterr().out
+
+
+def test_warnings_are_counted_per_run_also_on_a_thread_pool(tmp_path, caplog):
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    _write_embeddings(tmp_path, "d")
+    cfg = parse_sweep_config(
+        {"datasets": [{"dataset": "d", "train": "d_train.npz", "test": "d_test.npz"}],
+         "heads": [{"generator": "kmeans", "n_proxies": 2, "aggregation": "mnn",
+                    "n_neighbors": 50}, "qi2018"],
+         "shots": [1, 2], "seeds": [0, 1, 2], "output": "r.csv", "nc1": False},
+        tmp_path,
+    )  # fmt: skip
+    caplog.clear()
+    with ThreadPoolExecutor(max_workers=4) as pool, caplog.at_level("WARNING", logger="priming"):
+        res = run_sweep(cfg, executor=pool)
+    assert sum(res.warnings.values()) == 6  # the 6 mnn runs, not the 6 qi2018 runs
+    assert not [r for r in caplog.records if r.name == "priming.heads.imprinted"]
+    assert logging.getLogger("priming").propagate is True
+    assert not [h for h in logging.getLogger("priming").handlers if "ListHandler" in repr(h)]

@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 import zipfile
@@ -646,32 +647,51 @@ def _execute_and_store(
 
 
 class _ListHandler(logging.Handler):
+    """Collects the messages of warnings logged by one thread."""
+
     def __init__(self, messages: list[str]) -> None:
         super().__init__(logging.WARNING)
         self.messages = messages
+        self.thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+_QUIET_LOCK = threading.Lock()
+_QUIET = {"depth": 0, "propagate": True}
 
 
 @contextlib.contextmanager
 def _collect_warnings() -> Iterator[list[str]]:
     """Collect the library's log warnings and Python warnings of one run instead of
-    emitting them (a sweep would repeat each once per run)."""
+    emitting them (a sweep would repeat each once per run). Safe with runs in several
+    threads: each collects its own thread's records (Python warnings are collected only
+    in the main thread, where ``warnings.catch_warnings`` is safe)."""
     messages: list[str] = []
     logger = logging.getLogger("priming")
     handler = _ListHandler(messages)
-    propagate = logger.propagate
+    with _QUIET_LOCK:
+        if _QUIET["depth"] == 0:
+            _QUIET["propagate"] = logger.propagate
+            logger.propagate = False
+        _QUIET["depth"] += 1
     logger.addHandler(handler)
-    logger.propagate = False
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        if threading.current_thread() is threading.main_thread():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                yield messages
+            messages.extend(f"{w.category.__name__}: {w.message}" for w in caught)
+        else:
             yield messages
-        messages.extend(f"{w.category.__name__}: {w.message}" for w in caught)
     finally:
         logger.removeHandler(handler)
-        logger.propagate = propagate
+        with _QUIET_LOCK:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0:
+                logger.propagate = _QUIET["propagate"]
 
 
 def nc1_table(cfg: SweepConfig) -> list[dict[str, Any]]:
