@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from priming.data.benchmarks import get_benchmark, list_benchmarks, to_parent_labels
+from priming.data.loaders import load_split, open_image
 from priming.errors import ConfigError, DataError, UnknownNameError
-from priming.eval.benchmarks import get_benchmark, list_benchmarks, to_parent_labels
-from priming.eval.loaders import load_split, open_image
 
 EXPECTED = {
     "imagenet1k": 1000, "imagenet-v2": 1000, "imagenet-sketch": 1000, "imagenet-r": 200,
@@ -178,3 +178,28 @@ def test_loader_errors(tmp_path):
         load_split(tmp_path, "cifar10", layout="torchvision")
     with pytest.raises(DataError, match="missing"):
         load_split(tmp_path, "food101", layout="torchvision")
+
+
+def test_open_image_uses_the_guarded_decoder(tmp_path):
+    p = tmp_path / "big.png"
+    Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(p)
+    with pytest.raises(DataError, match=r"big.png.*exceeds the limit of 10 pixels"):
+        open_image(str(p), max_pixels=10)
+    img = open_image(str(p))
+    assert img.mode == "RGB" and img.getpixel((0, 0)) == (255, 255, 255)  # alpha on white
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="bad.jpg"):
+        open_image(str(bad))
+    tar = tmp_path / "s.tar"
+    with tarfile.open(tar, "w") as tf:
+        buf = io.BytesIO()
+        Image.new("RGB", (4, 4), (0, 9, 0)).save(buf, format="PNG")
+        info = tarfile.TarInfo("a.png")
+        info.size = len(buf.getvalue())
+        tf.addfile(info, io.BytesIO(buf.getvalue()))
+    assert open_image(f"{tar}::a.png").getpixel((1, 1)) == (0, 9, 0)
+    with pytest.raises(DataError, match="a.png"):
+        open_image(f"{tar}::a.png", max_pixels=3)
+    with pytest.raises(DataError, match="no.png"):
+        open_image(f"{tar}::no.png")

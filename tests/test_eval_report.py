@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 
 from priming.cli import main
-from priming.eval.reproduce import IMPRINT_TABLE1, reproduce_synthetic
 from priming.eval.sweep import parse_sweep_config, run_sweep
-from priming.eval.synthetic import make_subclusters
+from priming.recipes.imprint import IMPRINT_TABLE1
+from priming.recipes.synthetic import make_subclusters, reproduce_synthetic
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -74,3 +74,26 @@ def test_reproduce_imprint_cli(tmp_path, capsys):
     assert (tmp_path / "out" / "report" / "report.md").is_file()
     # 'groups' column of the printed table: 2 backbones x 12 tasks
     assert " 24\n" in out or out.rstrip().count(" 24") >= 5
+
+
+def test_figures_do_not_leak_missing_glyph_warnings(tmp_path):
+    import warnings
+
+    from priming.eval.plots import atomic_savefig, pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ax.set_title("\u0f00\u0f01 \U0001f33a class")  # Tibetan and an emoji: not in DejaVu Sans
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        atomic_savefig(fig, tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:8] == PNG
+    assert not [w for w in caught if "Glyph" in str(w.message)]
+    # without the filter the same figure does warn (the test can fail)
+    fig, ax = plt.subplots()
+    ax.set_title("\u0f00\u0f01 \U0001f33a class")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.savefig(tmp_path / "h.png")
+    plt.close(fig)
+    assert [w for w in caught if "Glyph" in str(w.message)]

@@ -4,7 +4,7 @@ from sklearn.neighbors import NearestCentroid
 
 from priming.cli import main
 from priming.errors import ConfigError
-from priming.eval.synthetic import (
+from priming.recipes.synthetic import (
     default_configs,
     make_subclusters,
     run_subcluster_experiment,

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from priming.cli import main
+from priming.data.benchmarks import get_benchmark
 from priming.errors import ConfigError, DataError
-from priming.eval.benchmarks import get_benchmark
-from priming.eval.reproduce_np import PAPER, reference_alpha, reproduce_neural_priming
+from priming.recipes.neural_priming import PAPER, reference_alpha, reproduce_neural_priming
 from tests.corpus_helpers import write_laion
 
 FLOWERS = get_benchmark("flowers102")
@@ -192,7 +192,7 @@ def test_reference_alpha():
 
 
 def test_imagenet_repeated_names_share_a_text_weight():
-    from priming.eval.reproduce_np import _unique_names
+    from priming.recipes.neural_priming import _unique_names
 
     names = list(get_benchmark("imagenet1k").classnames)
     uniq, index, dups = _unique_names(names)

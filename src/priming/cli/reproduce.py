@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", default="reproduce-synthetic", help="output folder")
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     s.add_argument("--d", type=int, nargs="+", default=[1, 2, 3, 5], metavar="D")
+    _no_progress(s)
     s.set_defaults(func=run_synthetic)
     i = rsub.add_parser(
         "imprint",
@@ -32,8 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     i.add_argument("--shots", type=int, default=None, help="shots per class (default: all)")
     i.add_argument("--workers", type=int, default=1)
+    i.add_argument(
+        "--executor", default=None,
+        help="where the runs execute (priming.exec: local, the default, or inline)",
+    )  # fmt: skip
+    _no_progress(i)
     i.set_defaults(func=run_imprint)
     _register_np(rsub)
+
+
+def _no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
 def _alpha(text: str):
@@ -51,7 +61,7 @@ def _alpha(text: str):
 
 
 def _register_np(rsub) -> None:
-    from priming.eval.reproduce_np import DEFAULT_MODEL
+    from priming.recipes.neural_priming import DEFAULT_MODEL
 
     n = rsub.add_parser(
         "neural-priming",
@@ -99,43 +109,17 @@ def _register_np(rsub) -> None:
     n.add_argument("--batch-size", type=int, default=64)
     n.add_argument("--device", default=None)
     n.add_argument("--out", default="reproduce-neural-priming", help="output folder")
+    _no_progress(n)
     n.set_defaults(func=run_neural_priming)
 
 
-class _LazyBar:
-    """A tqdm bar opened on the first progress report, so that input errors raised before
-    any work starts print only the one-line error (no empty bar)."""
-
-    def __init__(self, desc: str) -> None:
-        self.desc, self.bar = desc, None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=self.desc, unit="fit")
-        self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _bar(desc: str):
-    bar = _LazyBar(desc)
-    return bar, bar
-
-
 def run_synthetic(args: argparse.Namespace) -> int:
-    from priming.eval.reproduce import reproduce_synthetic
+    from priming.cli.progress_bars import progress_callback
+    from priming.recipes.synthetic import reproduce_synthetic
 
-    bar, progress = _bar("synthetic")
-    try:
-        res = reproduce_synthetic(args.out, d_values=args.d, seeds=args.seeds, progress=progress)
-    finally:
-        bar.close()
+    res = reproduce_synthetic(
+        args.out, d_values=args.d, seeds=args.seeds, progress=progress_callback(args.progress)
+    )
     print(res.table.to_text())
     print()
     print(res.summary())
@@ -144,32 +128,33 @@ def run_synthetic(args: argparse.Namespace) -> int:
 
 
 def run_imprint(args: argparse.Namespace) -> int:
-    from priming.eval.reproduce import reproduce_imprint
+    from priming.cli.progress_bars import progress_callback
+    from priming.recipes.imprint import reproduce_imprint
 
-    bar, progress = _bar("imprint")
-    try:
-        res = reproduce_imprint(
-            args.embeddings, args.out, seeds=args.seeds, shots=args.shots,
-            workers=args.workers, progress=progress,
-        )  # fmt: skip
-    finally:
-        bar.close()
-    print(res["text"])
-    print(f"\nresults: {res['results']}\nreport: {res['report']['markdown']}")
+    res = reproduce_imprint(
+        args.embeddings, args.out, seeds=args.seeds, shots=args.shots,
+        workers=args.workers, progress=progress_callback(args.progress),
+        executor=args.executor,
+    )  # fmt: skip
+    print(res.text)
+    print(f"\nresults: {res.results}\nreport: {res.report['markdown']}")
     return 0
 
 
 def run_neural_priming(args: argparse.Namespace) -> int:
-    from priming.eval.reproduce_np import reproduce_neural_priming
+    from priming.cli.progress_bars import progress_callback
+    from priming.recipes.neural_priming import reproduce_neural_priming
 
     res = reproduce_neural_priming(
         args.dataset, args.corpus, args.out, data=args.data, layout=args.layout,
         embeddings=args.embeddings, model=args.model, shots=args.shots, seeds=args.seeds,
         alpha=args.alpha, transductive=args.transductive, transductive_k=args.k,
         per_class=args.per_class, leakage_threshold=args.leakage_threshold,
-        dedup_threshold=args.dedup_threshold, agreement=args.agreement, templates=args.templates, descriptions=args.descriptions,
+        dedup_threshold=args.dedup_threshold, agreement=args.agreement,
+        templates=args.templates, descriptions=args.descriptions,
         test_split=args.test_split, train_split=args.train_split, cache_dir=args.cache_dir,
-        batch_size=args.batch_size, device=args.device, progress=True,
+        batch_size=args.batch_size, device=args.device,
+        progress=progress_callback(args.progress),
     )  # fmt: skip
     print(res.text)
     print(f"\nreport: {res.files['report']}\nmetrics: {res.files['metrics']}")

@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers", type=_positive_int, help="parallel processes (default: from the config)"
     )
+    p.add_argument(
+        "--executor",
+        default=None,
+        help="where runs execute: a name from priming.exec.EXECUTORS (local: a process pool "
+        "of --workers processes, the default; inline: one by one in this process)",
+    )
     p.add_argument("--limit", type=_positive_int, help="stop after this many new runs")
     p.add_argument("--dry-run", action="store_true", help="validate and list the grid, run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -49,27 +55,19 @@ def run(args: argparse.Namespace) -> int:
         for h in cfg.heads:
             print(f"  head: {h.label}" + (f" (alpha={h.alpha})" if h.alpha is not None else ""))
         return 0
-    bar = None
-    progress = None
-    if not args.no_progress:
-        from tqdm import tqdm
+    from priming.cli.progress_bars import progress_callback
 
-        bar = tqdm(total=0, unit="run", desc="sweep")
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-    try:
-        info = run_sweep(cfg, workers=args.workers, progress=progress, limit=args.limit)
-    finally:
-        if bar is not None:
-            bar.close()
-    print(
-        f"{info['n_new']} new run(s), {info['n_done_before']} reused; "
-        f"{info['n_rows']} row(s) written to {info['output']}"
+    res = run_sweep(
+        cfg,
+        workers=args.workers,
+        progress=progress_callback(not args.no_progress),
+        limit=args.limit,
+        executor=args.executor,
     )
-    if info["nc1_output"] is not None:
-        print(f"NC1 per dataset/task written to {info['nc1_output']}")
+    print(
+        f"{res.n_new} new run(s), {res.n_done_before} reused; "
+        f"{res.n_rows} row(s) written to {res.output}"
+    )
+    if res.nc1_output is not None:
+        print(f"NC1 per dataset/task written to {res.nc1_output}")
     return 0

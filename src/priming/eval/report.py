@@ -146,30 +146,9 @@ def _acc_vs_k(df: Any, fig_dir: Path, metric: str) -> Path | None:
     )
 
 
-def write_report(
-    results: str | os.PathLike[str] | Any,
-    out_dir: str | os.PathLike[str],
-    *,
-    metric: str = "top1",
-    title: str | None = None,
-    extra_sections: list[tuple[str, str]] | None = None,
-) -> dict[str, Path]:
-    """Write ``report.md``, ``report.html`` and figures for a results table.
-
-    Parameters
-    ----------
-    results : path or DataFrame
-        A results table with at least ``config`` and ``metric`` columns (``backbone``,
-        ``dataset``, ``task``, ``shots``, ``seed``, ``generator``, ``n_proxies`` are used when
-        present). A sibling ``<stem>.nc1.<ext>`` table is included when it exists.
-    out_dir : path
-        Output folder (created).
-    extra_sections : list of (heading, markdown text), optional
-        Appended verbatim (used by the reproduction recipes).
-    """
+def _read_results_input(results: Any, metric: str) -> tuple[Any, str, Any]:
+    """``(table, source name, NC1 table or None)``, validated for ``metric``."""
     import pandas as pd
-
-    from priming.eval.stats import compare_configs, plot_cd_diagram
 
     nc1 = None
     if isinstance(results, pd.DataFrame):
@@ -196,6 +175,107 @@ def write_report(
             f"results column {metric!r} is not numeric ({df[metric].dtype}); give a metric "
             f"column such as {', '.join(c for c in METRIC_HINTS if c in df.columns) or 'top1'}"
         )
+    return df, src, nc1
+
+
+def _stats_section(df, s, metric: str, fig_dir: Path, md: list, htm: list, figures: dict) -> None:
+    """Friedman / Wilcoxon-Holm statistics and a CD diagram for one shots setting."""
+    from priming.eval.stats import compare_configs, plot_cd_diagram
+
+    sub = df if s is None else df[df["shots"] == s]
+    suffix = "" if s is None else f" ({_shots_label(s)} shots)"
+    try:
+        res = compare_configs(sub, metric=metric)
+    except DataError as exc:
+        note = f"Statistics{suffix}: not computed ({exc})."
+        md += [note, ""]
+        htm.append(f"<p>{html.escape(note)}</p>")
+        return
+    name = "cd" if s is None else f"cd_shots_{_shots_label(s)}"
+    cd = plot_cd_diagram(res, fig_dir / f"{name}.png", title=f"Mean rank{suffix}")
+    figures[name] = cd
+    rank_rows = [[c, f"{r:.2f}"] for c, r in res.ranking()]
+    sig = [
+        f"{r['a']} vs {r['b']} (p_holm={r['p_holm']:.3g})" for r in res.pairwise if r["significant"]
+    ]
+    heading = f"Statistics{suffix}"
+    text = (
+        f"{len(res.groups)} groups (backbone × dataset × task). Friedman χ² = "
+        f"{res.friedman_statistic:.3g}, p = {res.friedman_p:.3g}. Pairwise Wilcoxon "
+        f"signed-rank (Pratt), Holm-corrected at {res.alpha:g}: "
+        f"{len(sig)} of {len(res.pairwise)} pairs significantly different."
+    )
+    md += [f"## {heading}", "", text, "", _md_table(["config", "mean rank"], rank_rows), ""]
+    if sig:
+        md += ["Significant pairs: " + "; ".join(sig), ""]
+    md += [f"![critical-difference diagram](figures/{cd.name})", ""]
+    htm += [
+        f"<h2>{html.escape(heading)}</h2>",
+        f"<p>{html.escape(text)}</p>",
+        _html_table(["config", "mean rank"], rank_rows),
+    ]
+    if sig:
+        htm.append(f"<p>Significant pairs: {html.escape('; '.join(sig))}</p>")
+    htm.append(f'<img src="figures/{cd.name}" alt="critical-difference diagram">')
+
+
+def _nc1_section(nc1, md: list, htm: list) -> None:
+    rows = [
+        [f"{r.backbone}/{r.dataset}/{r.task}", f"{r.nc1:.4g}", f"{r.nc1_reference:.4g}"]
+        for r in nc1.itertuples()
+    ]
+    header = ["backbone/dataset/task", "NC1 (textbook)", "NC1 (reference-compatible)"]
+    md += [
+        "## NC1 (neural collapse) of the training embeddings",
+        "",
+        _md_table(header, rows),
+        "",
+    ]
+    htm += ["<h2>NC1</h2>", _html_table(header, rows)]
+
+
+def _write_pages(out: Path, title: str, md: list, htm: list, figures: dict) -> tuple[Path, Path]:
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(htm)}</body></html>"
+    )
+    md_path, html_path = out / "report.md", out / "report.html"
+    write_bytes_atomic(md_path, "\n".join(md).encode("utf-8"))
+    write_bytes_atomic(html_path, page.encode("utf-8"))
+    write_bytes_atomic(
+        out / "figures.json", json.dumps({k: str(v) for k, v in figures.items()}).encode()
+    )
+    return md_path, html_path
+
+
+def write_report(
+    results: str | os.PathLike[str] | Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    metric: str = "top1",
+    title: str | None = None,
+    extra_sections: list[tuple[str, str]] | None = None,
+) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` and figures for a results table.
+
+    Parameters
+    ----------
+    results : path or DataFrame
+        A results table with at least ``config`` and ``metric`` columns (``backbone``,
+        ``dataset``, ``task``, ``shots``, ``seed``, ``generator``, ``n_proxies`` are used when
+        present). A sibling ``<stem>.nc1.<ext>`` table is included when it exists.
+    out_dir : path
+        Output folder (created).
+    extra_sections : list of (heading, markdown text), optional
+        Appended verbatim (used by the reproduction recipes).
+    """
+    df, src, nc1 = _read_results_input(results, metric)
     out = make_dir(out_dir, "report folder")
     fig_dir = make_dir(out / "figures", "report figures folder")
     title = title or (str(df["sweep"].iloc[0]) if "sweep" in df.columns else "priming results")
@@ -227,75 +307,12 @@ def write_report(
             rel = f"figures/{path.name}"
             md += [f"## {caption}", "", f"![{caption}]({rel})", ""]
             htm += [f"<h2>{caption}</h2>", f'<img src="{rel}" alt="{caption}">']
-    # statistics per shots setting
     for s in shots_values:
-        sub = df if s is None else df[df["shots"] == s]
-        suffix = "" if s is None else f" ({_shots_label(s)} shots)"
-        try:
-            res = compare_configs(sub, metric=metric)
-        except DataError as exc:
-            note = f"Statistics{suffix}: not computed ({exc})."
-            md += [note, ""]
-            htm.append(f"<p>{html.escape(note)}</p>")
-            continue
-        name = "cd" if s is None else f"cd_shots_{_shots_label(s)}"
-        cd = plot_cd_diagram(res, fig_dir / f"{name}.png", title=f"Mean rank{suffix}")
-        figures[name] = cd
-        rank_rows = [[c, f"{r:.2f}"] for c, r in res.ranking()]
-        sig = [
-            f"{r['a']} vs {r['b']} (p_holm={r['p_holm']:.3g})"
-            for r in res.pairwise
-            if r["significant"]
-        ]
-        heading = f"Statistics{suffix}"
-        text = (
-            f"{len(res.groups)} groups (backbone × dataset × task). Friedman χ² = "
-            f"{res.friedman_statistic:.3g}, p = {res.friedman_p:.3g}. Pairwise Wilcoxon "
-            f"signed-rank (Pratt), Holm-corrected at {res.alpha:g}: "
-            f"{len(sig)} of {len(res.pairwise)} pairs significantly different."
-        )
-        md += [f"## {heading}", "", text, "", _md_table(["config", "mean rank"], rank_rows), ""]
-        if sig:
-            md += ["Significant pairs: " + "; ".join(sig), ""]
-        md += [f"![critical-difference diagram](figures/{cd.name})", ""]
-        htm += [
-            f"<h2>{html.escape(heading)}</h2>",
-            f"<p>{html.escape(text)}</p>",
-            _html_table(["config", "mean rank"], rank_rows),
-        ]
-        if sig:
-            htm.append(f"<p>Significant pairs: {html.escape('; '.join(sig))}</p>")
-        htm.append(f'<img src="figures/{cd.name}" alt="critical-difference diagram">')
+        _stats_section(df, s, metric, fig_dir, md, htm, figures)
     if nc1 is not None and not nc1.empty:
-        rows = [
-            [f"{r.backbone}/{r.dataset}/{r.task}", f"{r.nc1:.4g}", f"{r.nc1_reference:.4g}"]
-            for r in nc1.itertuples()
-        ]
-        header = ["backbone/dataset/task", "NC1 (textbook)", "NC1 (reference-compatible)"]
-        md += [
-            "## NC1 (neural collapse) of the training embeddings",
-            "",
-            _md_table(header, rows),
-            "",
-        ]
-        htm += ["<h2>NC1</h2>", _html_table(header, rows)]
+        _nc1_section(nc1, md, htm)
     for heading, text in extra_sections or []:
         md += [f"## {heading}", "", text, ""]
         htm += [f"<h2>{html.escape(heading)}</h2>", f"<pre>{html.escape(text)}</pre>"]
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-    )
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body>{''.join(htm)}</body></html>"
-    )
-    md_path, html_path = out / "report.md", out / "report.html"
-    write_bytes_atomic(md_path, "\n".join(md).encode("utf-8"))
-    write_bytes_atomic(html_path, page.encode("utf-8"))
-    write_bytes_atomic(
-        out / "figures.json", json.dumps({k: str(v) for k, v in figures.items()}).encode()
-    )
+    md_path, html_path = _write_pages(out, title, md, htm, figures)
     return {"markdown": md_path, "html": html_path, **figures}

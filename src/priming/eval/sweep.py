@@ -5,21 +5,26 @@ Every head configuration is checked up front by building an ``ImprintedHead`` an
 on a tiny dummy problem, so an invalid combination is rejected with the head's own reason
 before any work starts. Each run (dataset × task × head × shots × seed) is keyed by a hash of
 everything that determines it; its result is written atomically to ``<output>.parts/KEY.json``
-so an interrupted sweep resumes where it stopped. Runs execute in parallel processes; the
+so an interrupted sweep resumes where it stopped. The
 final table (one row per run) is written to ``output`` as Parquet or CSV.
+Runs execute on an executor (``priming.exec``): a local process pool by default.
+A run with ``alpha`` fits a ``PrimedHead`` over the imprinted head (the one primed score).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import logging
 import os
+import threading
 import time
+import warnings
 import zipfile
-from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator, Mapping
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,9 +33,13 @@ from typing import Any
 import numpy as np
 
 from priming._fs import atomic_path, make_dir, write_bytes_atomic
+from priming._json import to_jsonable
+from priming._optional import require
 from priming.errors import ConfigError, DataError, PrimingError
 from priming.eval.metrics import classification_report, save_predictions
 from priming.eval.protocol import sample_few_shot
+from priming.exec import EXECUTORS, ExecutorSpec, open_executor
+from priming.progress import ProgressCallback, track
 
 __all__ = [
     "SweepConfig",
@@ -41,6 +50,9 @@ __all__ = [
     "parse_sweep_config",
     "expand_runs",
     "run_sweep",
+    "SweepResult",
+    "execute_run",
+    "build_head",
     "load_embedding_file",
     "head_label",
     "RESULT_METRICS",
@@ -69,47 +81,16 @@ RESULT_SUFFIXES = (".parquet", ".csv")
 
 
 def load_embedding_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``(embeddings, labels)`` from an embedding file.
+    """Read ``(embeddings, labels)`` with :func:`priming.data.load_embeddings` (``.npz``
+    with ``embeddings``/``labels``, or ``.npy`` with a sibling labels file); a file without
+    labels is a DataError."""
+    from priming.data import load_embeddings
 
-    Uses ``priming.data.load_embeddings`` when available; otherwise reads ``.npz`` files with
-    arrays ``embeddings`` (or ``X``) and ``labels`` (or ``y``), or a ``.npy`` matrix with a
-    sibling ``<stem>.labels.npy`` / ``<stem>.labels.txt`` (one label per line).
-    """
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"embedding file {p} does not exist")
-    try:
-        from priming.data import load_embeddings  # type: ignore[attr-defined]
-    except ImportError:
-        load_embeddings = None
-    if load_embeddings is not None:
-        data = load_embeddings(p)
-        if data.labels is None:
-            raise DataError(f"embedding file {p} has no labels")
-        return np.asarray(data.embeddings, dtype=np.float32), np.asarray(data.labels)
-    if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            xk = next((k for k in ("embeddings", "X") if k in z.files), None)
-            yk = next((k for k in ("labels", "y") if k in z.files), None)
-            if xk is None or yk is None:
-                raise DataError(f"{p} must hold arrays 'embeddings' and 'labels'; has {z.files}")
-            X, y = z[xk], z[yk]
-    elif p.suffix == ".npy":
-        X = np.load(p, allow_pickle=False)
-        lab_npy, lab_txt = p.with_suffix(".labels.npy"), p.with_suffix(".labels.txt")
-        if lab_npy.is_file():
-            y = np.load(lab_npy, allow_pickle=False)
-        elif lab_txt.is_file():
-            y = np.asarray(lab_txt.read_text(encoding="utf-8").splitlines())
-        else:
-            raise DataError(f"{p}: no labels file {lab_npy.name} or {lab_txt.name}")
-    else:
-        raise DataError(f"{p}: unsupported embedding file (use .npz or .npy)")
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y)
-    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
-        raise DataError(f"{p}: embeddings {X.shape} and labels {y.shape} do not match")
-    return X, y
+    data = load_embeddings(p)
+    if data.labels is None:
+        raise DataError(f"embedding file {p} has no labels")
+    return np.asarray(data.embeddings, dtype=np.float32), np.asarray(data.labels)
 
 
 def _file_fingerprint(path: Path) -> str:
@@ -234,6 +215,10 @@ def _validate_head(params: dict[str, Any], random_state: int = 0) -> str | None:
     return None
 
 
+def _is_alpha(a: Any) -> bool:
+    return not isinstance(a, bool) and isinstance(a, (int, float)) and 0 <= a <= 1
+
+
 def _parse_heads(entries: Any, errors: list[str]) -> tuple[list[HeadSpec], list[tuple[str, str]]]:
     if not isinstance(entries, list) or not entries:
         errors.append("'heads' must be a non-empty list of head configurations")
@@ -267,9 +252,13 @@ def _parse_heads(entries: Any, errors: list[str]) -> tuple[list[HeadSpec], list[
                 )
                 continue
             base = presets[preset]
-        for a in alphas:
-            if a is not None and (not isinstance(a, (int, float)) or not 0 <= a <= 1):
-                errors.append(f"{where}: alpha must be a number in [0, 1], got {a!r}")
+        bad = [a for a in alphas if a is not None and not _is_alpha(a)]
+        if bad:
+            errors.append(
+                f"{where}: alpha must be a number in [0, 1] (or null), got "
+                + ", ".join(repr(a) for a in bad)
+            )
+            continue
         keys = sorted(entry)
         grids = [_as_list(entry[k]) for k in keys]
         for combo in itertools.product(*grids):
@@ -346,6 +335,36 @@ def _parse_datasets(entries: Any, base_dir: Path, errors: list[str]) -> list[Dat
     return out
 
 
+def _check_duplicates(heads, datasets, shots, seeds, errors: list[str]) -> None:
+    """Two names for one configuration (or one data set) would be one run: say so."""
+    labels = [h.label for h in heads]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        errors.append(f"duplicate head labels {dup}; give the heads distinct 'name's")
+    # runs are keyed by what determines them, not by names: two names for one
+    # configuration (or one data set) would be one run, so say so before anything runs
+    same: dict[Any, list[str]] = {}
+    for h in heads:
+        same.setdefault((h.params, h.alpha), []).append(h.label)
+    for names in same.values():
+        if len(names) > 1:
+            errors.append(
+                f"heads {', '.join(repr(n) for n in names)} are the same configuration; keep one"
+            )
+    same_data: dict[Any, list[str]] = {}
+    for d in datasets:
+        same_data.setdefault((d.train, d.test, d.classes, d.text_weights), []).append(
+            f"{d.backbone}/{d.dataset}/{d.task}"
+        )
+    for names in same_data.values():
+        if len(names) > 1:
+            errors.append(f"datasets {', '.join(names)} are the same files and classes; keep one")
+    for axis, values in (("shots", shots), ("seeds", seeds)):
+        rep = sorted({repr(v) for v in values if values.count(v) > 1})
+        if rep:
+            errors.append(f"{axis}: repeated value(s) {', '.join(rep)}")
+
+
 def parse_sweep_config(data: Mapping[str, Any], base_dir: str | Path = ".") -> SweepConfig:
     """Validate a sweep description; every problem is reported at once in one ConfigError.
 
@@ -403,32 +422,7 @@ def parse_sweep_config(data: Mapping[str, Any], base_dir: str | Path = ".") -> S
         errors.append(
             "every head combination is invalid:\n  " + "\n  ".join(f"{w}: {r}" for w, r in rejected)
         )
-    labels = [h.label for h in heads]
-    dup = sorted({x for x in labels if labels.count(x) > 1})
-    if dup:
-        errors.append(f"duplicate head labels {dup}; give the heads distinct 'name's")
-    # runs are keyed by what determines them, not by names: two names for one
-    # configuration (or one data set) would be one run, so say so before anything runs
-    same: dict[Any, list[str]] = {}
-    for h in heads:
-        same.setdefault((h.params, h.alpha), []).append(h.label)
-    for names in same.values():
-        if len(names) > 1:
-            errors.append(
-                f"heads {', '.join(repr(n) for n in names)} are the same configuration; keep one"
-            )
-    same_data: dict[Any, list[str]] = {}
-    for d in datasets:
-        same_data.setdefault((d.train, d.test, d.classes, d.text_weights), []).append(
-            f"{d.backbone}/{d.dataset}/{d.task}"
-        )
-    for names in same_data.values():
-        if len(names) > 1:
-            errors.append(f"datasets {', '.join(names)} are the same files and classes; keep one")
-    for axis, values in (("shots", shots), ("seeds", seeds)):
-        rep = sorted({repr(v) for v in values if values.count(v) > 1})
-        if rep:
-            errors.append(f"{axis}: repeated value(s) {', '.join(rep)}")
+    _check_duplicates(heads, datasets, shots, seeds, errors)
     output = Path(str(data.get("output", "results.parquet")))
     output = output if output.is_absolute() else base_dir / output
     if output.suffix not in RESULT_SUFFIXES:
@@ -466,12 +460,7 @@ def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
         except ValueError as exc:
             raise ConfigError(f"{p}: not valid JSON: {exc}") from None
     else:
-        try:
-            import yaml
-        except ImportError:
-            from priming.errors import missing_dependency
-
-            raise missing_dependency("pyyaml", "cli") from None
+        yaml = require("yaml", "cli", package="pyyaml")
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -582,48 +571,38 @@ def _load_task(
     return X_tr, y_tr, X_te, y_te, T
 
 
-def _l2(X: np.ndarray) -> np.ndarray:
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+def build_head(run: Run, T: np.ndarray | None, classes: np.ndarray) -> Any:
+    """The head a run fits: an ``ImprintedHead``, or a ``PrimedHead`` over it when the run
+    mixes in the text head (``alpha``) — the one definition of a primed score."""
+    from priming.heads import ImprintedHead, PrimedHead
+
+    head = ImprintedHead(**run.head.kwargs(), random_state=run.seed)
+    if run.head.alpha is None:
+        return head
+    if T is None or T.shape[0] != len(classes):
+        raise DataError(
+            f"text_weights of {run.dataset.dataset!r} must have one row per class "
+            f"({len(classes)}), in sorted label order"
+        )
+    return PrimedHead(T, classes=classes, alpha=float(run.head.alpha), imprint=head)
 
 
 def execute_run(run: Run, predictions_dir: str | None = None) -> dict[str, Any]:
     """Fit and evaluate one run; returns its result row."""
-    from priming.heads import ImprintedHead
-
     X_tr, y_tr, X_te, y_te, T = _load_task(run.dataset)
     idx = sample_few_shot(y_tr, run.shots, run.seed)
-    head = ImprintedHead(**run.head.kwargs(), random_state=run.seed)
+    head = build_head(run, T, np.unique(y_tr))
     t0 = time.perf_counter()
     head.fit(X_tr[idx], y_tr[idx])
     t1 = time.perf_counter()
     scores = head.decision_function(X_te)
-    if run.head.alpha is not None:
-        if T is None or T.shape[0] != len(head.classes_):
-            raise DataError(
-                f"text_weights of {run.dataset.dataset!r} must have one row per class "
-                f"({len(head.classes_)}), in sorted label order"
-            )
-        a = run.head.alpha
-        scores = a * (_l2(X_te) @ _l2(T).T) + (1 - a) * scores
     y_pred = head.classes_[np.argmax(scores, axis=1)]
     t2 = time.perf_counter()
     rep = classification_report(y_te, y_pred, scores=scores, labels=head.classes_)
     key = run.key()
     if predictions_dir is not None:
         save_predictions(Path(predictions_dir) / f"{key}.npz", y_te, y_pred, scores, head.classes_)
-    row: dict[str, Any] = {
-        "key": key,
-        "backbone": run.dataset.backbone,
-        "dataset": run.dataset.dataset,
-        "task": run.dataset.task,
-        "config": run.head.label,
-        "config_hash": config_hash({"head": dict(run.head.params), "alpha": run.head.alpha}),
-        "shots": -1 if run.shots is None else run.shots,
-        "seed": run.seed,
-        "alpha": np.nan if run.head.alpha is None else float(run.head.alpha),
-    }
-    for k, v in run.head.params:
-        row[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
+    row = _row_head(run, key)
     row.update({m: (np.nan if rep[m] is None else rep[m]) for m in RESULT_METRICS})
     row.update(
         {
@@ -638,11 +617,81 @@ def execute_run(run: Run, predictions_dir: str | None = None) -> dict[str, Any]:
     return row
 
 
-def _execute_and_store(run: Run, parts_dir: str, predictions_dir: str | None) -> dict[str, Any]:
-    row = execute_run(run, predictions_dir)
+def _row_head(run: Run, key: str) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "key": key,
+        "backbone": run.dataset.backbone,
+        "dataset": run.dataset.dataset,
+        "task": run.dataset.task,
+        "config": run.head.label,
+        "config_hash": config_hash({"head": dict(run.head.params), "alpha": run.head.alpha}),
+        "shots": -1 if run.shots is None else run.shots,
+        "seed": run.seed,
+        "alpha": np.nan if run.head.alpha is None else float(run.head.alpha),
+    }
+    for k, v in run.head.params:
+        row[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
+    return row
+
+
+def _execute_and_store(
+    run: Run, parts_dir: str, predictions_dir: str | None
+) -> tuple[dict[str, Any], list[str]]:
+    """Run and store one run; returns its row and the warnings it raised (reported once per
+    sweep by :func:`run_sweep`, not once per run)."""
+    with _collect_warnings() as messages:
+        row = execute_run(run, predictions_dir)
     data = json.dumps(row, default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
     write_bytes_atomic(Path(parts_dir) / f"{row['key']}.json", data.encode())
-    return row
+    return row, messages
+
+
+class _ListHandler(logging.Handler):
+    """Collects the messages of warnings logged by one thread."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.messages = messages
+        self.thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+_QUIET_LOCK = threading.Lock()
+_QUIET = {"depth": 0, "propagate": True}
+
+
+@contextlib.contextmanager
+def _collect_warnings() -> Iterator[list[str]]:
+    """Collect the library's log warnings and Python warnings of one run instead of
+    emitting them (a sweep would repeat each once per run). Safe with runs in several
+    threads: each collects its own thread's records (Python warnings are collected only
+    in the main thread, where ``warnings.catch_warnings`` is safe)."""
+    messages: list[str] = []
+    logger = logging.getLogger("priming")
+    handler = _ListHandler(messages)
+    with _QUIET_LOCK:
+        if _QUIET["depth"] == 0:
+            _QUIET["propagate"] = logger.propagate
+            logger.propagate = False
+        _QUIET["depth"] += 1
+    logger.addHandler(handler)
+    try:
+        if threading.current_thread() is threading.main_thread():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                yield messages
+            messages.extend(f"{w.category.__name__}: {w.message}" for w in caught)
+        else:
+            yield messages
+    finally:
+        logger.removeHandler(handler)
+        with _QUIET_LOCK:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0:
+                logger.propagate = _QUIET["propagate"]
 
 
 def nc1_table(cfg: SweepConfig) -> list[dict[str, Any]]:
@@ -697,21 +746,79 @@ def read_results(path: str | os.PathLike[str]) -> Any:
         raise DataError(f"cannot read results file {p}: {msg}") from None
 
 
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`run_sweep` did: the table it wrote and how many runs were new."""
+
+    output: Path
+    n_runs: int
+    n_done_before: int
+    n_new: int
+    n_rows: int
+    nc1_output: Path | None
+    warnings: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return to_jsonable(
+            {
+                "output": str(self.output),
+                "n_runs": self.n_runs,
+                "n_done_before": self.n_done_before,
+                "n_new": self.n_new,
+                "n_rows": self.n_rows,
+                "nc1_output": None if self.nc1_output is None else str(self.nc1_output),
+                "warnings": dict(self.warnings),
+            }
+        )
+
+
+def _execute_all(
+    todo: list[Run],
+    parts: Path,
+    pred_dir: str | None,
+    workers: int,
+    executor: ExecutorSpec,
+    progress: ProgressCallback | None,
+) -> dict[str, int]:
+    """Run ``todo`` on the executor; returns each distinct warning with its count."""
+    if executor is None and (workers <= 1 or len(todo) <= 1):
+        executor = "inline"  # today's behaviour: no process pool for one worker or one run
+    counts: dict[str, int] = {}
+    with (
+        track(progress, "sweep", total=len(todo), unit="runs") as tracker,
+        open_executor(executor, max_workers=workers, kind="process") as ex,
+    ):
+        futures = [ex.submit(_execute_and_store, r, str(parts), pred_dir) for r in todo]
+        for fut in as_completed(futures):
+            _, messages = fut.result()
+            for m in messages:
+                counts[m] = counts.get(m, 0) + 1
+            tracker.advance()
+    for m, n in counts.items():
+        log.warning("%s (in %d of %d runs)", m, n, len(todo))
+    return counts
+
+
 def run_sweep(
     cfg: SweepConfig,
     *,
     workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: ProgressCallback | None = None,
     limit: int | None = None,
-) -> dict[str, Any]:
+    executor: ExecutorSpec = None,
+) -> SweepResult:
     """Run every missing run of ``cfg`` (resuming from ``<output>.parts``) and write the table.
 
     ``limit`` stops after that many new runs (the table is still written with what exists).
-    Returns ``{"output", "n_runs", "n_done_before", "n_new", "nc1_output"}``.
+    ``executor``: where runs execute (``priming.exec``; default: a local process pool of
+    ``workers`` processes, in-process for one worker). ``progress`` receives one event per
+    finished run. A warning raised by runs is logged once, with the number of runs.
     """
     runs = expand_runs(cfg)
     if cfg.output.suffix not in RESULT_SUFFIXES:
         raise ConfigError(f"output {str(cfg.output)!r} must end in .parquet or .csv")
+    if isinstance(executor, str):
+        EXECUTORS.get(executor)  # an unknown name fails before anything is written
     for spec in dict.fromkeys(cfg.datasets):
         _load_task(spec)  # bad files, widths or class lists fail here, before any output
     parts = make_dir(cfg.output.with_name(cfg.output.name + ".parts"), "sweep results folder")
@@ -728,22 +835,7 @@ def run_sweep(
     if limit is not None:
         todo = todo[:limit]
     n_before = len(runs) - len([k for k in keys if k not in done])
-    workers = workers or cfg.workers
-    total, finished = len(todo), 0
-    if workers <= 1 or total <= 1:
-        for r in todo:
-            _execute_and_store(r, str(parts), pred_dir)
-            finished += 1
-            if progress:
-                progress(finished, total)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_execute_and_store, r, str(parts), pred_dir) for r in todo]
-            for fut in as_completed(futures):
-                fut.result()
-                finished += 1
-                if progress:
-                    progress(finished, total)
+    counts = _execute_all(todo, parts, pred_dir, workers or cfg.workers, executor, progress)
     wanted = set(keys)
     rows = []
     for p in sorted(parts.glob("*.json")):
@@ -758,11 +850,4 @@ def run_sweep(
     if cfg.nc1:
         nc1_out = cfg.output.with_name(cfg.output.stem + ".nc1" + cfg.output.suffix)
         _write_table(nc1_table(cfg), nc1_out)
-    return {
-        "output": cfg.output,
-        "n_runs": len(runs),
-        "n_done_before": n_before,
-        "n_new": total,
-        "n_rows": len(rows),
-        "nc1_output": nc1_out,
-    }
+    return SweepResult(cfg.output, len(runs), n_before, len(todo), len(rows), nc1_out, counts)

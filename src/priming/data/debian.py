@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from priming._fs import atomic_path, make_dir, write_text_atomic
 from priming.errors import DataError
 
 __all__ = ["DEMO_CLASSES", "read_catalogue", "write_demo_data", "DemoData"]
@@ -85,7 +86,14 @@ def read_catalogue(path: str | Path | None = None) -> list[tuple[str, str, str, 
     """``(package, section, synopsis, long description)`` for every package, from a
     dumpavail-format file or, by default, from ``apt-cache dumpavail``."""
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        p = Path(path)
+        if not p.is_file():
+            state = "is not a file" if p.exists() else "does not exist"
+            raise DataError(f"package catalogue {str(p)!r} {state}")
+        try:
+            text = p.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise DataError(f"cannot read package catalogue {str(p)!r}: {exc}") from None
     else:
         exe = shutil.which("apt-cache")
         if exe is None:
@@ -103,7 +111,8 @@ def read_catalogue(path: str | Path | None = None) -> list[tuple[str, str, str, 
             seen.add(pkg)
             rows.append((pkg, sec, syn, long))
     if not rows:
-        raise DataError("the package catalogue is empty")
+        where = "" if path is None else f" {str(path)!r}"
+        raise DataError(f"the package catalogue{where} holds no packages (dumpavail format)")
     return rows
 
 
@@ -156,26 +165,23 @@ def write_demo_data(
             eval_idx.append(i)
     eval_set = set(eval_idx)
     corpus_idx = [i for i in order if i not in eval_set][:n_corpus]
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_dir(folder, "demo data folder")
     classes_file = folder / "classes.txt"
-    classes_file.write_text(
-        "".join(f"{c}|{'|'.join(DEMO_CLASSES[c])}\n" for c in classes), encoding="utf-8"
+    write_text_atomic(classes_file, "".join(f"{c}|{'|'.join(DEMO_CLASSES[c])}\n" for c in classes))
+    table = pa.table(
+        {
+            "url": [f"deb://{rows[i][0]}" for i in corpus_idx],
+            "caption": [
+                _describe(rows[i][0], rows[i][2], rows[i][3], max_words) for i in corpus_idx
+            ],
+            "key": [rows[i][0] for i in corpus_idx],
+        }
     )
-    pq.write_table(
-        pa.table(
-            {
-                "url": [f"deb://{rows[i][0]}" for i in corpus_idx],
-                "caption": [
-                    _describe(rows[i][0], rows[i][2], rows[i][3], max_words) for i in corpus_idx
-                ],
-                "key": [rows[i][0] for i in corpus_idx],
-            }
-        ),
-        folder / "corpus.parquet",
-    )
+    with atomic_path(folder / "corpus.parquet", suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
     eval_file = folder / "eval.jsonl"
-    eval_file.write_text(
+    write_text_atomic(
+        eval_file,
         "\n".join(
             json.dumps(
                 {
@@ -187,7 +193,6 @@ def write_demo_data(
             for i in eval_idx
         )
         + "\n",
-        encoding="utf-8",
     )
     return DemoData(
         folder,

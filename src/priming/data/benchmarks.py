@@ -5,7 +5,7 @@ usual on-disk layouts use, the name of its prompt-template set (resolved by
 ``priming.heads.templates``; this module stores names only) and, for the 200-class ImageNet
 variants, which ImageNet-1k classes form its own label space.
 
-Sources of the packaged class names (``priming/eval/data/*.json``):
+Sources of the packaged class names (``priming/data/benchmark_data/*.json``):
 
 * ImageNet-1k names: ``open_clip_torch`` ``zero_shot_metadata.IMAGENET_CLASSNAMES`` (MIT licence,
   Copyright (c) 2012-2021 Gabriel Ilharco, Mitchell Wortsman, Nicholas Carlini, Rohan Taori,
@@ -55,7 +55,7 @@ class Benchmark:
     splits : tuple of str
         Splits the dataset ships (``("test",)`` for test-only variants).
     layouts : tuple of str
-        Loader layouts known to work (see :mod:`priming.eval.loaders`).
+        Loader layouts known to work (see :mod:`priming.data.loaders`).
     source : str
         Where the class names come from (licence attribution).
     """
@@ -95,7 +95,8 @@ def normalize_name(name: str) -> str:
 
 @cache
 def _load_json(name: str) -> dict[str, Any]:
-    text = resources.files("priming.eval").joinpath("data", name).read_text(encoding="utf-8")
+    res = resources.files("priming.data").joinpath("benchmark_data", name)
+    text = res.read_text(encoding="utf-8")
     return json.loads(text)
 
 

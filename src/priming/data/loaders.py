@@ -29,7 +29,6 @@ the benchmark's own label space. An item is one of
 from __future__ import annotations
 
 import gzip
-import io
 import logging
 import os
 import re
@@ -42,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from priming._optional import require
+from priming.data.benchmarks import Benchmark, get_benchmark, normalize_name
 from priming.errors import ConfigError, DataError
-from priming.eval.benchmarks import Benchmark, get_benchmark, normalize_name
 
 __all__ = ["LoadedSplit", "load_split", "open_image", "LAYOUTS"]
 
@@ -380,22 +380,28 @@ def load_split(
     return out
 
 
-def open_image(item: str) -> Any:
-    """Open a loader item (path, ``TAR::MEMBER`` or ``IDXFILE::N``) as an RGB ``PIL.Image``."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is in the clip extra
-        from priming.errors import missing_dependency
+def open_image(item: str, max_pixels: int | None = None) -> Any:
+    """Open a loader item (path, ``TAR::MEMBER`` or ``IDXFILE::N``) as an RGB ``PIL.Image``.
 
-        raise missing_dependency("pillow", "clip") from None
+    Decoded by the library's one image decoder (``load_image``: EXIF orientation, alpha on
+    white, the decompression-bomb pixel limit — ``max_pixels``, default Pillow's); an
+    unreadable, corrupt or oversize image is a DataError naming the item."""
+    from priming.encoders.images import DEFAULT_MAX_PIXELS, load_image  # MERGE: priming.images
+
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if "::" in item:
         container, member = item.rsplit("::", 1)
         if container.endswith(".tar"):
-            with tarfile.open(container) as tf:
-                f = tf.extractfile(member)
-                if f is None:
-                    raise DataError(f"{container} has no file {member!r}")
-                return Image.open(io.BytesIO(f.read())).convert("RGB")
+            try:
+                with tarfile.open(container) as tf:
+                    f = tf.extractfile(member)
+                    if f is None:
+                        raise DataError(f"{container} has no file {member!r}")
+                    data = f.read()
+            except (tarfile.TarError, KeyError, OSError) as exc:
+                raise DataError(f"{item}: cannot read from the tar file ({exc})") from None
+            return load_image(data, max_pixels=limit, name=item)
+        Image = require("PIL.Image", "clip", package="pillow")
         arr = _read_idx(Path(container))[int(member)]
-        return Image.fromarray(arr).convert("RGB")
-    return Image.open(item).convert("RGB")
+        return load_image(Image.fromarray(arr), max_pixels=limit, name=item)
+    return load_image(item, max_pixels=limit, name=item)
