@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
+
     from priming.browse.server import make_server
     from priming.errors import ConfigError
 
@@ -39,8 +41,20 @@ def run(args: argparse.Namespace) -> int:
         f"priming browse: serving {args.path} at http://{shown}:{args.port}/ (Ctrl-C stops)",
         flush=True,
     )
-    server.run()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal with the
+    # handler found at start: make SIGTERM end like Ctrl-C, and both end the command cleanly
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not server.started:  # the port was taken: uvicorn logged why
         raise ConfigError(f"could not listen on {args.host}:{args.port}")
-    print("priming browse: stopped")
+    print("priming browse: stopped", flush=True)
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
