@@ -106,6 +106,9 @@ def test_predictions_npz_and_csv(tmp_path):
     (tmp_path / "bad.csv").write_text("foo,bar\n1,2\n")
     with pytest.raises(DataError, match="y_true"):
         Predictions.load(tmp_path / "bad.csv")
+    (tmp_path / "bad2.csv").write_text("y_true,y_pred,score:a\na,a,high\n")
+    with pytest.raises(DataError, match="non-number"):
+        Predictions.load(tmp_path / "bad2.csv")
 
 
 # ------------------------------------------------------------------- pages
@@ -196,6 +199,10 @@ def test_thumbnails_only_for_local_images_under_the_roots(hand):
         "/file/0/%252e%252e/outside.png",
         "/file/0/images/%2e%2e/%2e%2e/outside.png",
         "/file/0/secret.txt",
+        "/file/0/images/link.png",
+        "/file/0/images/cat0.png%00.txt",
+        "/file/0//etc/passwd",
+        "/file/0/%2Fetc%2Fpasswd",
         "/file/0/pool/pool.json",
         "/file/1/anything.png",
         "/file/-1/outside.png",
@@ -206,6 +213,7 @@ def test_thumbnails_only_for_local_images_under_the_roots(hand):
 )
 def test_no_path_traversal(hand, path):
     run, client = hand
+    (run / "images" / "link.png").symlink_to(run.parent / "outside.png")  # points outside
     r = client.get(path)
     assert r.status_code == 404, (path, r.status_code)
     assert b"not an image" not in r.content and b"\x89PNG" not in r.content
@@ -299,3 +307,28 @@ def test_corpus_folder_search(real):
     html = client.get("/search", params={"q": "***"}).text
     assert 'id="message"' in html
     assert client.get("/search", params={"q": "a", "mode": "regex"}).status_code == 400
+    r = client.get("/search", params={"q": "ripe", "page": 10_000})
+    assert r.status_code == 400 and "narrow the query" in r.text
+
+
+def test_eval_item_thumbnails_from_the_runs_data_folder(tmp_path):
+    from tests.test_browse_fixtures import png_bytes
+
+    run = write_handmade_run(tmp_path / "run")
+    data = tmp_path / "evalset"
+    (data / "bird").mkdir(parents=True)
+    (data / "bird" / "1.png").write_bytes(png_bytes())
+    (tmp_path / "elsewhere.png").write_bytes(png_bytes())
+    m = json.loads((run / "metrics.json").read_text())
+    m["config"] = {"eval": str(data)}
+    (run / "metrics.json").write_text(json.dumps(m))
+    lines = (run / "predictions.csv").read_text().splitlines()
+    lines[7] = lines[7].replace("e6,", f"{data / 'bird' / '1.png'},", 1)
+    lines[8] = lines[8].replace("e7,", f"{tmp_path / 'elsewhere.png'},", 1)
+    (run / "predictions.csv").write_text("\n".join(lines) + "\n")
+    client = TestClient(create_app(run))
+    html = client.get("/class", params={"name": "bird", "view": "errors"}).text
+    thumbs = re.findall(r'<img src="([^"]+)"', html)
+    assert thumbs == ["/file/1/bird/1.png"]  # root 1: the eval folder; elsewhere.png: none
+    assert client.get(thumbs[0]).content == (data / "bird" / "1.png").read_bytes()
+    assert client.get("/file/1/../elsewhere.png").status_code == 404

@@ -22,6 +22,7 @@ __all__ = ["create_app", "IMAGE_SUFFIXES", "MAX_PER_PAGE"]
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
 MAX_PER_PAGE = 500
 DEFAULT_PER_PAGE = 50
+MAX_CORPUS_OFFSET = 10_000  # the FTS search fetches every hit up to the page asked
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 _HERE = Path(__file__).parent
 _HEADERS = [
@@ -262,6 +263,10 @@ class _Site:
             raise BadRequest(f"mode must be all_tokens or phrase, got {mode!r}")
         page, per_page = self.paging(request)
         offset = (page - 1) * per_page
+        if offset > MAX_CORPUS_OFFSET:
+            raise BadRequest(
+                f"corpus search pages stop at item {MAX_CORPUS_OFFSET}: narrow the query"
+            )
         rows, has_more, message = [], False, None
         if q:
             try:

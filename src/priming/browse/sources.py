@@ -113,7 +113,10 @@ class Predictions:
         score_cols = [k for k in keys if k.startswith("score:")]
         top3: list[list[tuple[str, float | None]]] = []
         if score_cols:
-            S = np.asarray([[float(r[k]) for k in score_cols] for r in rows])
+            try:
+                S = np.asarray([[float(r[k]) for k in score_cols] for r in rows])
+            except (TypeError, ValueError):
+                raise DataError(f"{str(path)!r}: a score: column holds a non-number") from None
             names = [k[len("score:") :] for k in score_cols]
             best = np.argsort(-S, axis=1, kind="stable")[:, :3]
             top3 = [[(names[j], float(S[i, j])) for j in best[i]] for i in range(len(rows))]
