@@ -332,3 +332,27 @@ def test_eval_item_thumbnails_from_the_runs_data_folder(tmp_path):
     assert thumbs == ["/file/1/bird/1.png"]  # root 1: the eval folder; elsewhere.png: none
     assert client.get(thumbs[0]).content == (data / "bird" / "1.png").read_bytes()
     assert client.get("/file/1/../elsewhere.png").status_code == 404
+
+
+def test_missing_extra_names_it(tmp_path, monkeypatch):
+    from priming.errors import MissingDependencyError
+
+    run = write_handmade_run(tmp_path / "run")
+    monkeypatch.setitem(__import__("sys").modules, "jinja2", None)
+    with pytest.raises(MissingDependencyError, match=r"priming\[browse\]"):
+        create_app(run)
+
+
+def test_cli_parser_and_port_check(tmp_path):
+    import argparse
+
+    from priming.cli import browse
+    from priming.errors import ConfigError
+
+    p = argparse.ArgumentParser()
+    browse.register(p.add_subparsers())
+    a = p.parse_args(["browse", str(tmp_path), "--image-root", "x", "--image-root", "y"])
+    assert (a.host, a.port, a.image_root) == ("127.0.0.1", 8765, ["x", "y"])
+    a.port = 0
+    with pytest.raises(ConfigError, match="--port"):
+        a.func(a)
