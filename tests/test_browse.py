@@ -242,22 +242,49 @@ def test_host_header_guard(hand):
     assert client.get("/", headers={"host": "127.0.0.1:8765"}).status_code == 200
 
 
-def test_older_pool_folder_without_step_records(tmp_path):
-    """A pool saved before step records (pool.json steps as [name, counts] pairs)."""
+def kept_cells(html: str, cls: str) -> list[int]:
+    """The kept count of each step cell in the overview row of class ``cls``."""
+    row = re.search(rf'<tr data-class="{cls}">(.*?)</tr>', html, re.S).group(1)
+    tds = re.findall(r"<td>(\d+)(?: <span class=\"drop\"[^>]*>−(\d+)</span>)?</td>", row)
+    return [int(k) for k, _ in tds]
+
+
+def _saved_pool(path):
     from priming.pool import PrimingPool
 
     E = np.eye(3, 4, dtype=np.float32)
     pool = PrimingPool(E, [0, 1, 1], ["a", "b"], row_ids=[5, 6, 7], captions=["x a", "y b", "z b"])
     pool.record_step("recall")
-    pool.subset([0, 1], step="cap").save(tmp_path / "p")
+    small = pool.subset([0, 1], step="cap")
+    small.save(path)
+    return small
+
+
+def test_older_pool_folder_without_step_records(tmp_path):
+    """A pool saved before step records: pool.json steps as [name, counts] pairs, no
+    steps.parquet, no held-out rows."""
+    _saved_pool(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "pool.json").read_text())
+    meta["steps"] = [["recall", [1, 2]], ["cap", [1, 1]]]
+    (tmp_path / "p" / "pool.json").write_text(json.dumps(meta))
+    for extra in ("steps.parquet", "heldout.parquet", "heldout.npy"):
+        (tmp_path / "p" / extra).unlink(missing_ok=True)
     client = TestClient(create_app(tmp_path / "p"))
     html = client.get("/").text
     assert "<th>recall</th>" in html and "<th>cap</th>" in html
-    row = re.search(r'<tr data-class="b">(.*?)</tr>', html, re.S).group(1)
-    assert re.findall(r"<td>(\d+)</td>", row) == ["2", "1"]
+    assert kept_cells(html, "b") == [2, 1] and kept_cells(html, "a") == [1, 1]
     html = client.get("/class", params={"name": "b", "view": "dropped"}).text
-    assert "no items" in html
-    assert 'id="tab-dropped"' not in html
+    assert "no items" in html and 'id="tab-dropped"' not in html
+    assert client.get("/class", params={"name": "b"}).text.count("<tr data-row-id=") == 1
+
+
+def test_pool_saved_by_the_current_pool_class(tmp_path):
+    """Whatever format PrimingPool.save writes today, the overview shows its counts."""
+    pool = _saved_pool(tmp_path / "p")
+    html = TestClient(create_app(tmp_path / "p")).get("/").text
+    stats = pool.stats()
+    for name in pool.class_names:
+        assert kept_cells(html, name) == [stats[s][name] for s in stats]
 
 
 def test_not_a_browsable_folder(tmp_path):
@@ -290,6 +317,22 @@ def test_real_run_pages_match_its_files(real):
     for name in m["classes"]:
         page = client.get("/class", params={"name": name, "view": "errors"}).text
         assert cells(page, "id") == [e["id"] for e in preds.errors_of(name)]
+
+
+def test_real_run_dropped_rows_match_steps_parquet(real):
+    run, corpus, res = real
+    client = TestClient(create_app(run))
+    steps = run / "pool" / "steps.parquet"
+    for name in json.loads((run / "metrics.json").read_text())["classes"]:
+        html = client.get("/class", params={"name": name, "view": "dropped", "per_page": 500}).text
+        if not steps.is_file():  # a pool from before step records: no dropped tab
+            assert 'id="tab-dropped"' not in html
+            continue
+        want = [r for r in pq.read_table(steps).to_pylist() if r["class"] == name]
+        assert [int(x) for x in re.findall(r'<tr data-row-id="(-?\d+)">', html)] == [
+            r["row_id"] for r in want[:500]
+        ]
+        assert cells(html, "reason") == [r["reason"] for r in want[:500]]
 
 
 def test_corpus_folder_search(real):
