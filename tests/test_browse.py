@@ -103,6 +103,17 @@ def test_predictions_npz_and_csv(tmp_path):
     (tmp_path / "p.csv").write_text("label,prediction\na,b\nb,b\n")
     q = Predictions.load(tmp_path / "p.csv")
     assert q.ids == ["0", "1"] and q.errors_of("a")[0]["top3"] == []
+    # the file `priming prime` writes: id,label,prediction,confidence,top3 ("a|b|c")
+    (tmp_path / "run.csv").write_text(
+        "id,label,prediction,confidence,top3\n"
+        "i0,a,b,0.6000,b|a|c\ni1,b,b,0.9000,b|c|a\ni2,,c,0.5000,c|a|b\ni3,a,c,0.4,c|b|a\n"
+    )
+    r = Predictions.load(tmp_path / "run.csv")
+    assert r.errors_of("a") == [
+        {"index": 0, "id": "i0", "y_pred": "b", "top3": [("b", 0.6), ("a", None), ("c", None)]},
+        {"index": 3, "id": "i3", "y_pred": "c", "top3": [("c", 0.4), ("b", None), ("a", None)]},
+    ]
+    assert r.confused_pairs() == [("a", "b", 1), ("a", "c", 1)]  # unlabelled i2 left out
     (tmp_path / "bad.csv").write_text("foo,bar\n1,2\n")
     with pytest.raises(DataError, match="y_true"):
         Predictions.load(tmp_path / "bad.csv")
@@ -313,7 +324,10 @@ def test_real_run_pages_match_its_files(real):
         assert caps == [r["caption"] for r in pool if r["class_name"] == name]
     from priming.browse import Predictions
 
-    preds = Predictions.load(run / "predictions.npz")
+    pfile = next(run / f for f in ("predictions.npz", "predictions.csv") if (run / f).is_file())
+    preds = Predictions.load(pfile)
+    assert preds.confused_pairs()  # the tiny run makes mistakes: the page lists them
+    assert "Most confused pairs" in html
     for name in m["classes"]:
         page = client.get("/class", params={"name": name, "view": "errors"}).text
         assert cells(page, "id") == [e["id"] for e in preds.errors_of(name)]

@@ -122,13 +122,18 @@ class Predictions:
             top3 = [[(names[j], float(S[i, j])) for j in best[i]] for i in range(len(rows))]
         elif "top1" in keys:
             top3 = [[(r[k], None) for k in ("top1", "top2", "top3") if r.get(k)] for r in rows]
+        else:  # ``top3`` as "a|b|c" (what ``priming prime`` writes), ``confidence`` of a
+            joined = next((k for k in keys if k.startswith("top") and k[3:].isdigit()), None)
+            if joined is not None:
+                top3 = [_split_top(r[joined], r.get("confidence")) for r in rows]
         return cls([r[t] for r in rows], [r[p] for r in rows], ids, top3)
 
     def confused_pairs(self, limit: int = 10) -> list[tuple[str, str, int]]:
-        """``(true, predicted, count)`` of the most frequent errors, most frequent first."""
+        """``(true, predicted, count)`` of the most frequent errors, most frequent first
+        (items without a true class are left out)."""
         counts: dict[tuple[str, str], int] = {}
         for t, p in zip(self.y_true, self.y_pred):
-            if t != p:
+            if t and t != p:
                 counts[(t, p)] = counts.get((t, p), 0) + 1
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return [(t, p, n) for (t, p), n in ranked[:limit]]
@@ -141,6 +146,15 @@ class Predictions:
                 top = self.top3[i] if self.top3 else []
                 out.append({"index": i, "id": self.ids[i], "y_pred": p, "top3": top})
         return out
+
+
+def _split_top(cell: str | None, confidence: str | None) -> list[tuple[str, float | None]]:
+    names = [c for c in (cell or "").split("|") if c][:3]
+    try:
+        first = float(confidence) if confidence not in (None, "") else None
+    except ValueError:
+        first = None
+    return [(c, first if i == 0 else None) for i, c in enumerate(names)]
 
 
 class RunSource:
