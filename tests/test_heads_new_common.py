@@ -44,11 +44,13 @@ NEW_HEADS = [
     ("priming.heads.tip_adapter", "tip-adapter", "TipAdapterHead"),
     ("priming.heads.gda", "gda", "GDAHead"),
     ("priming.heads.transclip", "transclip", "TransCLIPHead"),
+    ("priming.heads.zlap", "zlap", "ZLaPHead"),
 ]
 
 
 # parameters under which a head with no labelled rows must reproduce the zero-shot head
-ZERO_SHOT_PARAMS = {"transclip": {"kl_weight": 1e9}}
+# (None: no setting reduces the head to zero-shot; its own tests cover its limits)
+ZERO_SHOT_PARAMS = {"transclip": {"kl_weight": 1e9}, "zlap": None}
 
 
 def _head_class(module, name):
@@ -76,9 +78,15 @@ def test_example_clone_gridsearch_cross_val(head_cls):
     assert gs.best_estimator_.predict(Xt[:5]).shape == (5,)
 
 
-def test_zero_shot_without_labelled_rows(head_cls):
+@pytest.mark.parametrize(
+    "spec",
+    [h for h in NEW_HEADS if ZERO_SHOT_PARAMS.get(h[1], {}) is not None],
+    ids=lambda h: h[1],
+)
+def test_zero_shot_without_labelled_rows(spec):
+    module, kind, name = spec
     T, Xs, ys, Xt, yt = make_problem()
-    head = head_cls(text_weights=T, **ZERO_SHOT_PARAMS.get(head_cls.kind, {})).fit(None)
+    head = _head_class(module, name)(text_weights=T, **ZERO_SHOT_PARAMS.get(kind, {})).fit(None)
     pred = head.predict(Xt)
     np.testing.assert_array_equal(pred, np.argmax(unit(Xt) @ T.T, axis=1))
 

@@ -217,3 +217,35 @@ def select_on_folds(
         total += test.w.sum()
     acc = correct / max(total, 1e-12)
     return int(np.argmax(acc)), acc, len(folds)
+
+
+def select_transductive(
+    sup: Support,
+    Q: np.ndarray,
+    grid: Sequence[float],
+    solve: Callable[[np.ndarray, Support, float], np.ndarray],
+    n_folds: int = 3,
+    random_state: int = 0,
+) -> tuple[int | None, float | None, int]:
+    """Pick a grid value of a transductive head on held-out labelled rows.
+
+    For each stratified fold of the labelled rows, the other folds stay labelled and the
+    held-out rows are appended, *unlabelled*, to the batch ``Q``; ``solve(batch, train,
+    value)`` returns (n_batch, C) scores and the held-out rows' argmax is compared with
+    their labels (weighted). The batch's own labels are never used. Returns ``(best
+    index, its accuracy, n_folds)`` or ``(None, None, 0)`` when the rows cannot be split;
+    ties go to the first grid value."""
+    folds = shot_folds(sup.y, n_folds, random_state) if sup.n else []
+    if not folds:
+        return None, None, 0
+    correct = np.zeros(len(grid))
+    every = np.arange(sup.n)
+    for held in folds:
+        train, test = sup.subset(np.setdiff1d(every, held)), sup.subset(held)
+        batch = np.vstack([Q, test.X])
+        for g, value in enumerate(grid):
+            scores = solve(batch, train, value)
+            hit = np.argmax(scores[Q.shape[0] :], axis=1) == test.y
+            correct[g] += float((hit * test.w).sum())
+    best = int(np.argmax(correct))
+    return best, float(correct[best] / max(sup.w.sum(), 1e-12)), len(folds)

@@ -22,7 +22,7 @@ from priming.heads._support import (
     check_scalar,
     check_text_head,
     prepare_support,
-    shot_folds,
+    select_transductive,
     zero_shot_logits,
 )
 from priming.heads.base import BaseHead, register_head
@@ -246,21 +246,14 @@ class TransCLIPHead(BaseHead):
         if self.gamma != "auto":
             return float(self.gamma), {"rule": "given"}
         grid = check_grid(self.gamma_grid, GAMMA_GRID, "gamma_grid")
-        folds = shot_folds(sup.y, self.n_folds, self.random_state) if sup.n else []
-        if not folds:
+
+        def solve(batch, train, gamma):
+            return transclip_solve(batch, T, self.logit_scale, train, self._settings(gamma))
+
+        best, acc, k = select_transductive(sup, Q, grid, solve, self.n_folds, self.random_state)
+        if best is None:
             return 0.02 if sup.n else 0.0, {"rule": "default (too few labelled rows)"}
-        correct = np.zeros(len(grid))
-        every = np.arange(sup.n)
-        for held in folds:
-            train, test = sup.subset(np.setdiff1d(every, held)), sup.subset(held)
-            batch = np.vstack([Q, test.X])
-            for g, gamma in enumerate(grid):
-                log_z = transclip_solve(batch, T, self.logit_scale, train, self._settings(gamma))
-                hit = np.argmax(log_z[Q.shape[0] :], axis=1) == test.y
-                correct[g] += float((hit * test.w).sum())
-        best = int(np.argmax(correct))
-        acc = correct[best] / sup.w.sum()
-        return grid[best], {"rule": f"{len(folds)}-fold held-out labelled rows", "accuracy": acc}
+        return grid[best], {"rule": f"{k}-fold held-out labelled rows", "accuracy": acc}
 
     def _log_assignments(self, X) -> np.ndarray:
         self._check_fitted()
