@@ -45,12 +45,17 @@ NEW_HEADS = [
     ("priming.heads.gda", "gda", "GDAHead"),
     ("priming.heads.transclip", "transclip", "TransCLIPHead"),
     ("priming.heads.zlap", "zlap", "ZLaPHead"),
+    ("priming.heads.tda", "tda", "TDAHead"),
 ]
 
 
 # parameters under which a head with no labelled rows must reproduce the zero-shot head
 # (None: no setting reduces the head to zero-shot; its own tests cover its limits)
-ZERO_SHOT_PARAMS = {"transclip": {"kl_weight": 1e9}, "zlap": None}
+ZERO_SHOT_PARAMS = {
+    "transclip": {"kl_weight": 1e9},
+    "zlap": None,
+    "tda": {"pos_alpha": 0.0, "neg_alpha": 0.0},
+}
 
 
 def _head_class(module, name):
