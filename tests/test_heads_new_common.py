@@ -46,6 +46,7 @@ NEW_HEADS = [
     ("priming.heads.transclip", "transclip", "TransCLIPHead"),
     ("priming.heads.zlap", "zlap", "ZLaPHead"),
     ("priming.heads.tda", "tda", "TDAHead"),
+    ("priming.heads.proker", "proker", "ProKeRHead"),
 ]
 
 
