@@ -16,7 +16,7 @@ def _softmax(a):
 def test_matches_kernel_ridge_formula():
     T, Xs, ys, Xt, yt = make_problem(seed=21)
     lam, beta = 0.3, 4.0
-    head = ProKeRHead(T, lam=lam, beta=beta).fit(Xs, ys)
+    head = ProKeRHead(T, lam=lam, beta=beta, logit_scale=100.0).fit(Xs, ys)
     S, Q = unit(Xs), unit(Xt)
     K = np.exp(-beta * (1 - S @ S.T))
     kq = np.exp(-beta * (1 - Q @ S.T))
@@ -31,7 +31,7 @@ def test_minimises_the_proximal_objective_with_weights():
     # Σ w_i ||f0(x_i) + (K a)_i − y_i||² + λ tr(aᵀ K a); its gradient vanishes at our a.
     T, Xs, ys, Xt, yt = make_problem(seed=22, shots=3)
     w = np.linspace(0.2, 1.0, len(ys))
-    head = ProKeRHead(T, lam=0.5, beta=3.0).fit(Xs, ys, sample_weight=w)
+    head = ProKeRHead(T, lam=0.5, beta=3.0, logit_scale=100.0).fit(Xs, ys, sample_weight=w)
     S = unit(Xs)
     K = np.exp(-3.0 * (1 - S @ S.T))
     R = _softmax(100 * S @ T.T) + K @ head.dual_coef_ - np.eye(T.shape[0])[ys]
@@ -41,9 +41,9 @@ def test_minimises_the_proximal_objective_with_weights():
 
 def test_limits_large_lambda_is_zero_shot_small_lambda_interpolates():
     T, Xs, ys, Xt, yt = make_problem(seed=23)
-    big = ProKeRHead(T, lam=1e12, beta=5).fit(Xs, ys)
+    big = ProKeRHead(T, lam=1e12, beta=5, logit_scale=100.0).fit(Xs, ys)
     np.testing.assert_array_equal(big.predict(Xt), np.argmax(unit(Xt) @ T.T, axis=1))
-    small = ProKeRHead(T, lam=1e-8, beta=5).fit(Xs, ys)
+    small = ProKeRHead(T, lam=1e-8, beta=5, logit_scale=100.0).fit(Xs, ys)
     np.testing.assert_allclose(small.decision_function(Xs), np.eye(T.shape[0])[ys], atol=1e-5)
 
 

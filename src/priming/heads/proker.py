@@ -26,8 +26,10 @@ __all__ = ["ProKeRHead", "proker_coefficients"]
 
 DEFAULT_LAMBDA = 1.0
 DEFAULT_BETA = 5.5
-LAMBDA_GRID = (0.01, 0.1, 1.0, 10.0)
-BETA_GRID = (1.0, 2.0, 5.5, 10.0, 20.0)
+LAMBDA_GRID = (1e-3, 0.01, 0.1, 1.0, 10.0)
+BETA_GRID = (0.25, 0.5, 1.0, 2.0, 5.5, 10.0, 20.0)
+DEFAULT_SCALE = 100.0
+SCALE_GRID = (5.0, 10.0, 20.0, 50.0, 100.0)
 
 
 def rbf(A: np.ndarray, B: np.ndarray, beta: float) -> np.ndarray:
@@ -65,9 +67,12 @@ class ProKeRHead(BaseHead):
         Ridge λ and kernel sharpness β. ``"auto"``: grid ``lambda_grid`` × ``beta_grid``
         searched by accuracy on held-out stratified folds of the labelled rows; ties go to
         the first grid point; with too few labelled rows λ = 1, β = 5.5.
-    logit_scale : float
-        ``s`` of the zero-shot prior (CLIP's 100).
-    lambda_grid, beta_grid : sequence of float or None
+    logit_scale : float or "auto"
+        ``s``, the temperature of the zero-shot prior. It matters: the prior is on the
+        one-hot scale, and a prior too peaked for the embedding model leaves the labelled
+        rows nothing to correct. ``"auto"``: searched with λ and β on ``scale_grid`` (5 …
+        100) by the same shot folds; with too few labelled rows CLIP's 100.
+    lambda_grid, beta_grid, scale_grid : sequence of float or None
     n_folds, random_state : int
 
     With a priming pool, fit on shots ∪ pool rows with ``sample_weight`` < 1 for the pool:
@@ -76,7 +81,7 @@ class ProKeRHead(BaseHead):
     """
 
     _fitted_arrays = ("support_X_", "dual_coef_")
-    _fitted_values = ("lam_", "beta_", "selection_")
+    _fitted_values = ("lam_", "beta_", "logit_scale_", "selection_")
 
     def __init__(
         self,
@@ -84,9 +89,10 @@ class ProKeRHead(BaseHead):
         classes=None,
         lam="auto",
         beta="auto",
-        logit_scale: float = 100.0,
+        logit_scale="auto",
         lambda_grid=None,
         beta_grid=None,
+        scale_grid=None,
         n_folds: int = 5,
         random_state: int = 0,
     ) -> None:
@@ -97,6 +103,7 @@ class ProKeRHead(BaseHead):
         self.logit_scale = logit_scale
         self.lambda_grid = lambda_grid
         self.beta_grid = beta_grid
+        self.scale_grid = scale_grid
         self.n_folds = n_folds
         self.random_state = random_state
 
@@ -104,17 +111,28 @@ class ProKeRHead(BaseHead):
     def _example(cls, n_classes: int, n_features: int, random_state: int = 0) -> ProKeRHead:
         rng = np.random.default_rng(random_state)
         T = l2_normalize(rng.normal(size=(n_classes, n_features)))
-        return cls(text_weights=T, lambda_grid=(0.1, 1.0), beta_grid=(2.0, 5.5), n_folds=3)
+        return cls(
+            text_weights=T,
+            lambda_grid=(0.1, 1.0),
+            beta_grid=(2.0, 5.5),
+            scale_grid=(10.0, 100.0),
+            n_folds=3,
+        )
 
-    def _prior(self, Xn: np.ndarray, T: np.ndarray) -> np.ndarray:
-        return softmax(zero_shot_logits(Xn, T, self.logit_scale), axis=1)
+    @staticmethod
+    def _prior(Xn: np.ndarray, T: np.ndarray, scale: float) -> np.ndarray:
+        return softmax(zero_shot_logits(Xn, T, scale), axis=1)
 
     def fit(self, X=None, y=None, sample_weight=None) -> ProKeRHead:
         """Solve the proximal kernel ridge regression; pick λ, β on shot folds."""
         T, classes_ = check_text_head(self.text_weights, self.classes)
         C, D = T.shape
         sup = prepare_support(X, y, sample_weight, classes_, D)
-        check_scalar(self.logit_scale, "logit_scale", strict=True)
+        scales = (
+            check_grid(self.scale_grid, SCALE_GRID, "scale_grid")
+            if self.logit_scale == "auto"
+            else (check_scalar(self.logit_scale, "logit_scale", strict=True),)
+        )
         lams = (
             check_grid(self.lambda_grid, LAMBDA_GRID, "lambda_grid")
             if self.lam == "auto"
@@ -125,13 +143,13 @@ class ProKeRHead(BaseHead):
             if self.beta == "auto"
             else (check_scalar(self.beta, "beta"),)
         )
-        cands = [(la, b) for b in betas for la in lams]
-        auto = self.lam == "auto" or self.beta == "auto"
+        cands = [(sc, la, b) for sc in scales for b in betas for la in lams]
+        auto = "auto" in (self.lam, self.beta, self.logit_scale)
 
         def fold_predictions(train, test):
-            p_tr, p_te = self._prior(train.X, T), self._prior(test.X, T)
             out = np.empty((len(cands), test.n), dtype=np.int64)
-            for i, (la, b) in enumerate(cands):
+            for i, (sc, la, b) in enumerate(cands):
+                p_tr, p_te = self._prior(train.X, T, sc), self._prior(test.X, T, sc)
                 coef = proker_coefficients(train, p_tr, C, la, b)
                 out[i] = np.argmax(p_te + rbf(test.X, train.X, b) @ coef, axis=1)
             return out
@@ -142,19 +160,20 @@ class ProKeRHead(BaseHead):
                 sup, len(cands), fold_predictions, self.n_folds, self.random_state
             )
         if best is not None:
-            self.lam_, self.beta_ = cands[best]
+            self.logit_scale_, self.lam_, self.beta_ = cands[best]
             rule = f"stratified {k}-fold cross-validation on the labelled rows"
             self.selection_ = {"rule": rule, "cv_accuracy": float(acc[best]), "n_folds": k}
         else:
             self.lam_ = DEFAULT_LAMBDA if self.lam == "auto" else lams[0]
             self.beta_ = DEFAULT_BETA if self.beta == "auto" else betas[0]
+            self.logit_scale_ = DEFAULT_SCALE if self.logit_scale == "auto" else scales[0]
             why = "default (too few labelled rows to validate)" if auto else "given"
             self.selection_ = {"rule": why}
-        self.selection_.update(lam=self.lam_, beta=self.beta_)
+        self.selection_.update(lam=self.lam_, beta=self.beta_, logit_scale=self.logit_scale_)
         self.support_X_ = sup.X
         if sup.n:
             self.dual_coef_ = proker_coefficients(
-                sup, self._prior(sup.X, T), C, self.lam_, self.beta_
+                sup, self._prior(sup.X, T, self.logit_scale_), C, self.lam_, self.beta_
             )
         else:
             self.dual_coef_ = np.zeros((0, C))
@@ -167,7 +186,7 @@ class ProKeRHead(BaseHead):
         self._check_fitted()
         T = np.asarray(self.text_weights, dtype=np.float64)
         Xn = l2_normalize(check_features(X, "X", self.n_features_in_))
-        f0 = self._prior(Xn, T)
+        f0 = self._prior(Xn, T, self.logit_scale_)
         S = np.asarray(self.support_X_, dtype=np.float64)
         if S.shape[0] == 0:
             return f0

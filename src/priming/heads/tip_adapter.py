@@ -26,7 +26,7 @@ __all__ = ["TipAdapterHead"]
 
 DEFAULT_ALPHA = 1.0
 DEFAULT_BETA = 5.5
-ALPHA_GRID = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+ALPHA_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 BETA_GRID = (0.5, 1.0, 2.0, 3.5, 5.5, 7.5, 10.0)
 
 
