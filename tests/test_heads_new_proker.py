@@ -52,3 +52,26 @@ def test_cv_selection_beats_zero_shot():
     head = ProKeRHead(T).fit(Xs, ys)
     assert head.selection_["rule"].startswith("stratified 5-fold")
     assert np.mean(head.predict(Xt) == yt) >= zero_shot_acc(T, Xt, yt) + 0.1
+
+
+def test_cv_selection_equals_brute_force_refits_with_weights():
+    from priming.heads._support import shot_folds
+
+    T, Xs, ys, Xt, yt = make_problem(n_classes=3, dim=6, shots=4, seed=24)
+    w = np.where(np.arange(len(ys)) % 2 == 0, 1.0, 0.5)
+    grids = {"lambda_grid": (0.01, 1.0), "beta_grid": (1.0, 8.0), "scale_grid": (5.0, 100.0)}
+    head = ProKeRHead(T, n_folds=2, **grids).fit(Xs, ys, sample_weight=w)
+    folds = shot_folds(ys, 2, 0)
+    best, best_hits = None, -1.0
+    for sc in grids["scale_grid"]:
+        for b in grids["beta_grid"]:
+            for la in grids["lambda_grid"]:
+                hits = 0.0
+                for held in folds:
+                    tr = np.setdiff1d(np.arange(len(ys)), held)
+                    h = ProKeRHead(T, lam=la, beta=b, logit_scale=sc)
+                    h.fit(Xs[tr], ys[tr], sample_weight=w[tr])
+                    hits += float(np.sum((h.predict(Xs[held]) == ys[held]) * w[held]))
+                if hits > best_hits:
+                    best, best_hits = (sc, la, b), hits
+    assert (head.logit_scale_, head.lam_, head.beta_) == best

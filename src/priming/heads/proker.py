@@ -147,11 +147,19 @@ class ProKeRHead(BaseHead):
         auto = "auto" in (self.lam, self.beta, self.logit_scale)
 
         def fold_predictions(train, test):
+            # one eigendecomposition of W^½ K W^½ per β serves every λ and scale
             out = np.empty((len(cands), test.n), dtype=np.int64)
-            for i, (sc, la, b) in enumerate(cands):
-                p_tr, p_te = self._prior(train.X, T, sc), self._prior(test.X, T, sc)
-                coef = proker_coefficients(train, p_tr, C, la, b)
-                out[i] = np.argmax(p_te + rbf(test.X, train.X, b) @ coef, axis=1)
+            Y = train.one_hot(C, weighted=False)
+            r = np.sqrt(train.w)
+            for b in betas:
+                ev, V = np.linalg.eigh(r[:, None] * rbf(train.X, train.X, b) * r[None, :])
+                K_te = rbf(test.X, train.X, b)
+                for sc in scales:
+                    p_te = self._prior(test.X, T, sc)
+                    proj = V.T @ (r[:, None] * (Y - self._prior(train.X, T, sc)))
+                    for la in lams:
+                        coef = r[:, None] * (V @ (proj / (ev + la)[:, None]))
+                        out[cands.index((sc, la, b))] = np.argmax(p_te + K_te @ coef, axis=1)
             return out
 
         best, acc, k = (None, None, 0)
