@@ -125,3 +125,12 @@ def test_bad_inputs_name_the_problem(head_cls):
     bad[0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         head_cls(text_weights=T).fit(bad, ys)
+
+
+def test_single_row_batches_and_shots_only_for_some_classes(head_cls):
+    T, Xs, ys, Xt, yt = make_problem(n_classes=3, dim=8, shots=3)
+    keep = ys != 2  # class 2 has no labelled rows
+    head = head_cls(text_weights=T).fit(Xs[keep], ys[keep])
+    for n in (1, 2):
+        scores = head.decision_function(Xt[:n])
+        assert scores.shape == (n, 3) and np.isfinite(scores).all()
