@@ -87,8 +87,10 @@ def zlap_propagate(
     """``(n, C)`` label-propagation scores of the batch ``Q`` (normalised rows).
 
     Solves ``(I − α Ŵ) Z = Y`` by CG (tol 1e-6, 50 iterations as the reference), ``Y`` one
-    column per class: 1 at its text node, plus each labelled row's weight at its own
-    image node (labelled rows join the graph as image nodes after the batch)."""
+    column per class: 1 at its text node, plus ``w_i / n_c`` at each labelled row's own
+    image node (labelled rows join the graph as image nodes after the batch; a class's
+    ``n_c`` rows of weight 1 together carry the mass of its text node — with unit mass
+    per row the shots drowned the text nodes, whose edges are shrunk by the power γ)."""
     C, n = T.shape[0], Q.shape[0]
     F = np.vstack([Q, sup.X]) if sup.n else Q
     Wn = zlap_graph(F, T, k, gamma)
@@ -96,7 +98,8 @@ def zlap_propagate(
     Y = np.zeros((Wn.shape[0], C))
     Y[np.arange(C), np.arange(C)] = 1.0
     if sup.n:
-        Y[C + n + np.arange(sup.n), sup.y] = sup.w
+        count = np.bincount(sup.y, minlength=C)
+        Y[C + n + np.arange(sup.n), sup.y] = sup.w / count[sup.y]
     Z = block_cg(L, Y)
     return Z[C : C + n]
 
@@ -127,7 +130,7 @@ class ZLaPHead(BaseHead):
     n_folds, random_state : int
 
     With a priming pool, pass its rows to ``fit`` with a ``sample_weight`` below 1: they
-    join the graph as image nodes carrying that much label mass. The batch's chosen α is
+    join the graph as image nodes carrying that much (per-class normalised) label mass. The batch's chosen α is
     in ``last_selection_``. The reference's inductive variants are not implemented.
     """
 
