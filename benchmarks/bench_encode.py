@@ -36,7 +36,7 @@ def main() -> int:
     from PIL import Image
 
     from priming.data import embed
-    from priming.encoders.images import load_image
+    from priming.images import load_image
     from priming.encoders.open_clip import OpenClipEncoder
 
     torch.manual_seed(0)

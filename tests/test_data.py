@@ -22,7 +22,7 @@ from PIL import Image
 from priming.data import embed, load_embeddings, open_dataset
 from priming.data.datasets import ImageFolderDataset, ManifestDataset, WebDataset
 from priming.encoders import create_encoder
-from priming.encoders.images import load_image, to_rgb
+from priming.images import load_image, to_rgb
 from priming.errors import ConfigError, DataError
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -209,7 +209,7 @@ def run_embed(args: argparse.Namespace) -> int:
         )
         print(f"embedded {args.corpus} with {encoder.name} ({encoder.dim}-d)")
         return 0
-    from priming.encoders.images import load_image
+    from priming.images import load_image
 
     fill_embeddings(
         args.corpus,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from priming.encoders.images import DEFAULT_MAX_PIXELS, load_image
+from priming.images import DEFAULT_MAX_PIXELS, load_image
 from priming.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -261,7 +261,7 @@ class Encoder:
                 f"encoder {self.name!r} has no image tower (modality {self.modality!r}); "
                 "it can only encode texts"
             )
-        from priming.encoders.images import load_image
+        from priming.images import load_image
 
         images = list(images)
         bs = _check_batch_size(batch_size or self.default_batch_size)
