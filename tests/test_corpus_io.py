@@ -62,7 +62,10 @@ def test_build_accepts_the_old_progress_forms(tmp_path):
     calls = []
     build_corpus(tmp_path / "laion", out=tmp_path / "c", workers=1, progress=True)
     build_corpus(
-        tmp_path / "laion", out=tmp_path / "d", workers=1, progress=lambda d, n: calls.append((d, n))
+        tmp_path / "laion",
+        out=tmp_path / "d",
+        workers=1,
+        progress=lambda d, n: calls.append((d, n)),
     )
     assert calls[-1] == (27, 27)
 

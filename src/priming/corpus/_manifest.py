@@ -14,10 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from priming.progress import ProgressCallback, ProgressEvent
-
 from priming._fs import write_bytes_atomic, write_json_atomic
 from priming.errors import ConfigError, DataError
+from priming.progress import ProgressCallback, ProgressEvent
 
 SCHEMA_VERSION = 1
 FORMAT = "priming-corpus"
