@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from corpus_helpers import clip_retrieval_layout, write_laion
 
-from priming.corpus import build_corpus, open_corpus
+from priming.corpus import build_corpus, fill_embeddings, open_corpus
 from priming.errors import DataError
 from priming.progress import ProgressEvent
 
@@ -114,3 +114,155 @@ def test_all_inf_embeddings_refuse_to_build(tmp_path):
     assert manifest["complete"] is False
     with pytest.raises(DataError, match="unfinished"):
         open_corpus(tmp_path / "c")
+
+
+# --------------------------------------------------------------------------- images
+class _MeanColour:
+    """A tiny image 'encoder': the mean RGB colour and the image size, as features."""
+
+    name, fingerprint, dim, modality = "mean-colour", "mean-colour-1", 5, "image"
+
+    def encode_images(self, images, batch_size=32, progress=False):
+        out = []
+        for img in images:
+            a = np.asarray(img, dtype=np.float32)
+            out.append([*a.reshape(-1, 3).mean(0) / 255, img.size[0] / 100, img.size[1] / 100])
+        return np.asarray(out, np.float32)
+
+
+def _tar_of_images(tmp_path, sizes):
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    with tarfile.open(tmp_path / "00000.tar", "w") as tf:
+        for rid, (w, h) in enumerate(sizes):
+            buf = io.BytesIO()
+            Image.new("RGB", (w, h), (10 * rid, 20, 30)).save(buf, "PNG")
+            for name, data in (
+                (f"{rid:05d}.png", buf.getvalue()),
+                (f"{rid:05d}.json", json.dumps({"row_id": rid}).encode()),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return tmp_path / "00000.tar"
+
+
+@pytest.fixture
+def image_corpus(tmp_path):
+    pytest.importorskip("PIL")
+    src = write_laion(tmp_path / "m.parquet", [f"image {i}" for i in range(5)])
+    corpus = build_corpus(src, out=tmp_path / "c", workers=1)
+    tar = _tar_of_images(tmp_path, [(8, 6), (10, 10), (40, 40), (7, 9), (12, 4)])
+    return corpus, tar
+
+
+def test_default_image_decoder_refuses_oversize_images(image_corpus, monkeypatch):
+    import priming.images
+
+    corpus, tar = image_corpus
+    monkeypatch.setattr(priming.images, "DEFAULT_MAX_PIXELS", 1000)  # 40x40 is over it
+    fill_embeddings(corpus, _MeanColour(), images=tar, workers=1)
+    m = json.loads((corpus / "manifest.json").read_text())
+    assert m["image_stats"] == {"embedded": 4, "corrupt": 1, "no_image": 0}
+    ((source, reason),) = m["shards"][0]["image_stats"]["corrupt_examples"]
+    assert source == "00000.tar/00002"
+    assert reason.startswith("00000.tar/00002: image of 40x40 = 1600 pixels exceeds the limit")
+    c = open_corpus(corpus)
+    assert c.has_embedding([0, 1, 2, 3, 4]).tolist() == [True, True, False, True, True]
+
+
+@pytest.mark.parametrize("executor", ["inline", "thread-pool", "process-pool"])
+def test_image_embedding_is_the_same_on_every_executor(image_corpus, executor):
+    from priming.exec import process_pool
+
+    corpus, tar = image_corpus
+    events = []
+    if executor == "inline":
+        fill_embeddings(
+            corpus, _MeanColour(), images=tar, executor="inline", progress=events.append
+        )
+    else:
+        pool = ThreadPoolExecutor(3) if executor == "thread-pool" else process_pool(2)
+        with pool:
+            fill_embeddings(corpus, _MeanColour(), images=tar, executor=pool)
+    c = open_corpus(corpus)
+    got = c.embeddings(np.arange(5))
+    want = np.array([[10 * r / 255, 20 / 255, 30 / 255, w / 100, h / 100]
+                     for r, (w, h) in enumerate([(8, 6), (10, 10), (40, 40), (7, 9), (12, 4)])])  # fmt: skip
+    np.testing.assert_allclose(got, want, atol=2e-3)  # stored as float16
+    if events:
+        assert events[-1].task == "embed images" and events[-1].done == events[-1].total == 5
+
+
+# --------------------------------------------------------------------------- search
+QUERIES = {"cat": ["cat"], "dog": ["dog", "puppy"]}
+
+
+@pytest.fixture
+def three_shards(tmp_path):
+    clip_retrieval_layout(tmp_path / "laion", SHARDS, dim=8)
+    return build_corpus(tmp_path / "laion", out=tmp_path / "c", workers=1)
+
+
+@pytest.mark.parametrize("limit", [None, 3])
+@pytest.mark.parametrize("executor", ["local", "inline", "thread-pool", "process-pool"])
+def test_caption_search_is_the_same_on_every_executor(three_shards, executor, limit):
+    from priming.exec import process_pool
+
+    with open_corpus(three_shards) as c:
+        ref = c.search_captions(QUERIES, limit_per_label=limit)
+    if executor in ("local", "inline"):
+        c = open_corpus(three_shards, executor=executor)
+        got = c.search_captions(QUERIES, limit_per_label=limit)
+    else:
+        pool = ThreadPoolExecutor(2) if executor == "thread-pool" else process_pool(2)
+        with pool, open_corpus(three_shards) as c:
+            got = c.search_captions(QUERIES, limit_per_label=limit, executor=pool)
+    assert got.table.equals(ref.table) and got.ambiguous.equals(ref.ambiguous)
+    assert got.counts == ref.counts
+    # a brute-force oracle: 'cat' alone in shard 0, 'dog' alone in shard 1, both in shard 2
+    want = 9 if limit is None else 3
+    assert ref.counts == {"cat": want, "dog": want} and ref.ambiguous.num_rows == 9
+
+
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 3])
+    else:  # garbled: the same size, the header and first pages overwritten
+        path.write_bytes(b"\x5a" * 4096 + data[4096:])
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbled"])
+def test_a_damaged_shard_is_named_and_info_says_so(three_shards, how, capsys):
+    from priming.cli import main
+
+    db = three_shards / "shards" / "shard-00001.sqlite"
+    _damage(db, how)
+    c = open_corpus(three_shards)
+    with pytest.raises(DataError, match=r"shard shard-00001 .* --verify"):
+        c.search_captions(QUERIES)
+    with pytest.raises(DataError, match=r"shard shard-00001"):
+        c.rows([10])
+    assert main(["corpus", "search", str(three_shards), "dog"]) != 0
+    err = capsys.readouterr().err
+    assert "shard-00001" in err and "--verify" in err and "Traceback" not in err
+    assert main(["corpus", "info", str(three_shards)]) == 1
+    err = capsys.readouterr().err
+    assert "shards/shard-00001.sqlite" in err and "damaged" in err
+
+
+def test_info_verify_finds_a_same_size_change(three_shards, capsys):
+    from priming.cli import main
+
+    assert main(["corpus", "info", str(three_shards)]) == 0
+    assert "files       ok" in capsys.readouterr().out
+    db = three_shards / "shards" / "shard-00002.sqlite"
+    data = bytearray(db.read_bytes())
+    data[-1] ^= 0xFF  # one byte of the last page: opens fine, checksum differs
+    db.write_bytes(bytes(data))
+    assert main(["corpus", "info", str(three_shards), "--verify"]) == 1
+    assert "shard-00002.sqlite: checksum mismatch" in capsys.readouterr().err

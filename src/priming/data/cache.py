@@ -35,8 +35,8 @@ from priming._fs import atomic_output, make_dir
 from priming.data.datasets import Dataset, open_dataset
 from priming.data.embeddings import EmbeddedData
 from priming.encoders.base import Encoder, l2_normalize
-from priming.images import DEFAULT_MAX_PIXELS
 from priming.errors import ConfigError, DataError
+from priming.images import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from priming.images import DEFAULT_MAX_PIXELS, load_image
 from priming.errors import ConfigError, DataError
+from priming.images import DEFAULT_MAX_PIXELS, load_image
 
 log = logging.getLogger(__name__)
 
