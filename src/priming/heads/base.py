@@ -89,7 +89,9 @@ class BaseHead(ClassifierMixin, BaseEstimator):
     # -- prediction -------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit() first"
+            )
 
     def decision_function(self, X) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
