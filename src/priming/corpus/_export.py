@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from priming._fs import atomic_path
 from priming.corpus._store import CaptionHits, Corpus, _pa
 from priming.errors import ConfigError, DataError
 
@@ -75,11 +76,6 @@ def export_urls(corpus: Corpus, rows: Any, out: str | os.PathLike) -> dict[str, 
             "similarity": meta.column("similarity"),
         }
     ).filter(has_url)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out, make_parents=False) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return {"written": table.num_rows, "missing_url": n_missing}

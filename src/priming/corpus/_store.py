@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from priming._optional import require
 from priming.corpus._manifest import INDEX_DIR, TOKENIZER, read_manifest
 from priming.corpus._search import (
     ShardRef,
@@ -39,11 +40,7 @@ ROW_COLUMNS = ("row_id", "key", "caption", "url", "width", "height", "nsfw", "si
 
 
 def _pa():
-    try:
-        import pyarrow as pa
-    except ImportError:  # pragma: no cover
-        raise missing_dependency("pyarrow", "corpus") from None
-    return pa
+    return require("pyarrow", "corpus")
 
 
 def _faiss():

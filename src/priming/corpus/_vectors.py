@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from priming._fs import atomic_output
+from priming._fs import atomic_output, atomic_path
 from priming.corpus._ingest import _F16Writer
 from priming.corpus._manifest import (
     INDEX_DIR,
@@ -543,14 +543,9 @@ def build_index(
         index.add_with_ids(block, ids)
     out = corpus_dir / INDEX_DIR / "ivfpq.faiss"
     out.parent.mkdir(exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out, make_parents=False) as tmp:
         faiss.write_index(index, str(tmp))
         digest = sha256_file(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     manifest = corpus.manifest
     manifest["index"] = {
         "file": f"{INDEX_DIR}/{out.name}",
