@@ -266,3 +266,66 @@ def test_info_verify_finds_a_same_size_change(three_shards, capsys):
     db.write_bytes(bytes(data))
     assert main(["corpus", "info", str(three_shards), "--verify"]) == 1
     assert "shard-00002.sqlite: checksum mismatch" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- kills
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs /proc")
+def test_sigkilled_corpus_build_leaves_no_worker_alive(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    for s in range(40):
+        write_laion(
+            tmp_path / "in" / f"m{s:02d}.parquet", [f"s{s} row {i} a cat" for i in range(4000)]
+        )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    cmd = [sys.executable, "-m", "priming", "corpus", "build", "--metadata", str(tmp_path / "in"),
+           "--out", str(tmp_path / "c"), "--workers", "2", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest, workers = tmp_path / "c" / "manifest.json", []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = _children(proc.pid)
+            if len(workers) >= 2 and manifest.exists() and '"name"' in manifest.read_text():
+                break
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert len(workers) >= 2, "the build finished or never started its workers"
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.05)
+    left = [p for p in workers if _alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"workers {left} outlived the SIGKILLed build"
+    assert not json.loads(manifest.read_text())["complete"]
