@@ -329,3 +329,44 @@ def test_sigkilled_corpus_build_leaves_no_worker_alive(tmp_path):
         os.kill(p, signal.SIGKILL)
     assert not left, f"workers {left} outlived the SIGKILLed build"
     assert not json.loads(manifest.read_text())["complete"]
+
+
+class _Chars:
+    name, fingerprint, dim = "chars", "chars-1", 4
+
+    def __init__(self, fail_after=None):
+        self.calls, self.fail_after = 0, fail_after
+
+    def encode_texts(self, texts, batch_size=32, progress=False):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt  # an interrupted run
+        return np.array([[len(t), t.count("a"), t.count("o"), 1.0] for t in texts], np.float32)
+
+
+def test_interrupted_embed_says_how_many_shards_and_leftovers_are_cleaned(three_shards):
+    import os
+    import subprocess
+    import sys
+
+    with pytest.raises(KeyboardInterrupt):
+        fill_embeddings(three_shards, _Chars(fail_after=1))
+    with pytest.raises(Exception, match=r"1 of 3 shards embedded .*priming corpus embed"):
+        open_corpus(three_shards).embeddings([0])
+    # a temporary file of a writer that died (SIGKILL) is removed by the next run
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    stale = three_shards / "shards" / f".shard-00002.x.f16.npy.tmp-{dead}"
+    live = three_shards / "shards" / f".shard-00002.y.f16.npy.tmp-{os.getpid()}"
+    stale.write_bytes(b"x" * 100)
+    live.write_bytes(b"y")
+    events = []
+    fill_embeddings(three_shards, _Chars(), progress=events.append)
+    assert not stale.exists() and live.exists()  # a running writer's file is left alone
+    live.unlink()
+    assert events[-1].done == events[-1].total == 18  # the two shards still to do
+    c = open_corpus(three_shards)
+    # row 0 "a photo of a cat number 0": 25 characters, three a, three o; row 26 (shard 2)
+    # "a photo of a cat dog number 8": 29, three a, four o
+    assert c.rows([0])["caption"][0].as_py() == "a photo of a cat number 0"
+    np.testing.assert_array_equal(c.embeddings([0, 26]), [[25, 3, 3, 1], [29, 3, 4, 1]])

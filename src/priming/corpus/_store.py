@@ -385,6 +385,21 @@ class Corpus:
 
     # ---- embeddings
     def _require_embeddings(self) -> None:
+        if self.has_embeddings:
+            return
+        fp = self.manifest.get("embedding_fingerprint")
+        done = sum(
+            1
+            for s in self.shards
+            if "embeddings" in s and (fp is None or s.get("embedding_fingerprint") == fp)
+        )
+        if 0 < done < len(self.shards):
+            model = self.manifest.get("embedding_model") or "NAME"
+            raise ConfigError(
+                f"corpus {str(self.path)!r}: {done} of {len(self.shards)} shards embedded "
+                f"(an interrupted embed); run `priming corpus embed {self.path} --model "
+                f"{model}` to finish"
+            )
         if not self.has_embeddings:
             raise ConfigError(
                 f"corpus {str(self.path)!r} has no embeddings; add them with "

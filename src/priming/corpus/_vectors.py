@@ -32,10 +32,34 @@ __all__ = ["fill_embeddings", "set_embeddings", "build_index", "decode_image"]
 ENCODE_CHUNK = 2048
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temp(shard_dir: Path) -> int:
+    """Remove the ``.NAME.tmp-PID`` files that a killed fill left (their writer process is
+    gone); files of a writer that is still running are left alone. Returns the count."""
+    n = 0
+    for p in shard_dir.glob(".*.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 def _open_complete(corpus_dir: Path) -> dict[str, Any]:
     manifest = read_manifest(corpus_dir)
     if not manifest.get("complete"):
         raise DataError(f"corpus {str(corpus_dir)!r} is unfinished; resume its build first")
+    if clean_stale_temp(corpus_dir / SHARD_DIR):
+        log.info("removed temporary files an interrupted run left in %s", corpus_dir)
     return manifest
 
 
