@@ -370,3 +370,29 @@ def test_interrupted_embed_says_how_many_shards_and_leftovers_are_cleaned(three_
     # "a photo of a cat dog number 8": 29, three a, four o
     assert c.rows([0])["caption"][0].as_py() == "a photo of a cat number 0"
     np.testing.assert_array_equal(c.embeddings([0, 26]), [[25, 3, 3, 1], [29, 3, 4, 1]])
+
+
+# --------------------------------------------------------------------------- export
+@pytest.mark.parametrize("name", ["classes.txt", "u.csv", "urls"])
+def test_export_refuses_a_name_that_is_not_parquet(three_shards, tmp_path, name, capsys):
+    from priming.cli import main
+
+    out = tmp_path / name
+    if name == "classes.txt":
+        out.write_text("precious\n")
+    assert main(["corpus", "export-urls", str(three_shards), "cat", "--out", str(out)]) == 2
+    assert "writes parquet" in capsys.readouterr().err
+    assert (out.read_text() == "precious\n") if name == "classes.txt" else not out.exists()
+
+
+def test_export_overwrites_only_when_asked(three_shards, tmp_path, capsys):
+    from priming.cli import main
+
+    out = tmp_path / "u.parquet"
+    args = ["corpus", "export-urls", str(three_shards), "cat", "--out", str(out)]
+    assert main(args) == 0
+    first = pq.read_table(out)
+    assert first.num_rows == 18  # 'cat' is in the captions of shards 0 and 2, 9 rows each
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    assert main([*args[:3], "dog", *args[4:], "--overwrite"]) == 0
+    assert pq.read_table(out).column("caption").to_pylist()[0] == "a photo of a dog number 0"

@@ -97,6 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--limit-per-label", type=int, default=None)
     u.add_argument("--mode", choices=["phrase", "all_tokens"], default="phrase")
     u.add_argument("--out", required=True, help="output .parquet")
+    u.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     u.set_defaults(func=run_export)
 
 
@@ -263,10 +264,10 @@ def run_export(args: argparse.Namespace) -> int:
         queries = {args.names[0]: args.names}
     else:
         raise ConfigError("give one or more names, or --classes FILE")
-    check_export_path(args.out)
+    check_export_path(args.out, args.overwrite)
     c = open_corpus(args.corpus)
     hits = c.search_captions(queries, limit_per_label=args.limit_per_label, mode=args.mode)
-    res = export_urls(c, hits, args.out)
+    res = export_urls(c, hits, args.out, overwrite=args.overwrite)
     print(
         f"wrote {res['written']} urls to {args.out} ({res['missing_url']} rows without url, "
         f"{hits.ambiguous.num_rows} ambiguous rows left out)"

@@ -396,8 +396,8 @@ class Corpus:
         if 0 < done < len(self.shards):
             model = self.manifest.get("embedding_model") or "NAME"
             raise ConfigError(
-                f"corpus {str(self.path)!r}: {done} of {len(self.shards)} shards embedded "
-                f"(an interrupted embed); run `priming corpus embed {self.path} --model "
+                f"corpus {str(self.path)!r} has no embeddings yet: {done} of "
+                f"{len(self.shards)} shards embedded (an interrupted embed); run `priming corpus embed {self.path} --model "
                 f"{model}` to finish"
             )
         if not self.has_embeddings:
