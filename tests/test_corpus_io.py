@@ -396,3 +396,16 @@ def test_export_overwrites_only_when_asked(three_shards, tmp_path, capsys):
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
     assert main([*args[:3], "dog", *args[4:], "--overwrite"]) == 0
     assert pq.read_table(out).column("caption").to_pylist()[0] == "a photo of a dog number 0"
+
+
+def test_a_truncated_embedding_shard_is_named(tmp_path, capsys):
+    from priming.cli import main
+
+    clip_retrieval_layout(tmp_path / "laion", SHARDS, dim=8)
+    out = build_corpus(tmp_path / "laion", tmp_path / "laion", out=tmp_path / "c", workers=1)
+    f = out / "shards" / "shard-00001.f16.npy"
+    f.write_bytes(f.read_bytes()[:200])
+    with pytest.raises(DataError, match=r"shard-00001.f16.npy.*shard-00001 .*--verify"):
+        open_corpus(out).embeddings([12])
+    assert main(["corpus", "info", str(out)]) == 1
+    assert "shards/shard-00001.f16.npy: 200 bytes" in capsys.readouterr().err

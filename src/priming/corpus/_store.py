@@ -409,9 +409,15 @@ class Corpus:
     def _mmap(self, si: int) -> np.ndarray:
         mm = self._mmaps.get(si)
         if mm is None:
-            mm = np.load(
-                self.path / self.shards[si]["embeddings"], mmap_mode="r", allow_pickle=False
-            )
+            name = self.shards[si]["embeddings"]
+            try:
+                mm = np.load(self.path / name, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise DataError(
+                    f"corpus {str(self.path)!r}: embedding file {name!r} of shard "
+                    f"{self.shards[si]['name']} is damaged or unreadable ({exc}); run "
+                    f"`priming corpus info {self.path} --verify`"
+                ) from None
             if mm.shape != (self.shards[si]["n_rows"], self.manifest["dim"]):
                 raise DataError(
                     f"embedding shard {self.shards[si]['embeddings']!r} has shape {mm.shape}, "
