@@ -409,3 +409,23 @@ def test_a_truncated_embedding_shard_is_named(tmp_path, capsys):
         open_corpus(out).embeddings([12])
     assert main(["corpus", "info", str(out)]) == 1
     assert "shards/shard-00001.f16.npy: 200 bytes" in capsys.readouterr().err
+
+
+def test_connections_are_closed_with_the_corpus(three_shards):
+    import gc
+
+    from priming.corpus import _search
+
+    def idle():
+        return sum(q.qsize() for (db, _), q in _search._IDLE.items() if str(three_shards) in db)
+
+    c = open_corpus(three_shards)
+    c.search_captions(QUERIES)
+    assert idle() == 3  # one per shard, kept for the next query
+    c.close()
+    assert idle() == 0
+    c = open_corpus(three_shards)
+    c.search_captions(QUERIES)
+    del c
+    gc.collect()
+    assert idle() == 0  # a corpus that is never closed releases them when collected

@@ -9,8 +9,9 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,19 @@ class Corpus:
         self._offsets = np.array(
             [s["row_offset"] for s in self.shards] + [self.manifest["n_rows"]], dtype=np.int64
         )
-        self._refs: list[ShardRef] | None = None
+        self._refs = [
+            ShardRef(
+                db=str((self.path / s["db"]).resolve()),
+                sha256=str(s["db_sha256"]),
+                offset=int(self._offsets[i]),
+                name=str(s["name"]),
+                corpus=str(self.path),
+            )
+            for i, s in enumerate(self.shards)
+        ]
+        # idle connections live per process (shared with the executor's tasks); close
+        # this corpus's ones when it is closed or garbage-collected
+        self._finalizer = weakref.finalize(self, close_connections, list(self._refs))
         self._mmaps: dict[int, np.ndarray] = {}
         self._masks: dict[int, np.ndarray] = {}
         self._index = None
@@ -252,7 +265,7 @@ class Corpus:
         self.close()
 
     def close(self) -> None:
-        close_connections([self._ref(si) for si in range(len(self.shards))])
+        self._finalizer()  # closes the idle connections (once)
         self._mmaps.clear()
         self._masks.clear()
         self._index = None
@@ -267,17 +280,6 @@ class Corpus:
 
     # ---- connections
     def _ref(self, si: int) -> ShardRef:
-        if self._refs is None:
-            self._refs = [
-                ShardRef(
-                    db=str((self.path / s["db"]).resolve()),
-                    sha256=str(s["db_sha256"]),
-                    offset=int(self._offsets[i]),
-                    name=str(s["name"]),
-                    corpus=str(self.path),
-                )
-                for i, s in enumerate(self.shards)
-            ]
         return self._refs[si]
 
     def _map_shards(self, fn, items):
@@ -297,7 +299,7 @@ class Corpus:
         function, the args picklable); None / "local": this corpus's own thread pool."""
         if executor is None:
             executor = self.executor
-        if len(arg_lists) <= 1 and not isinstance(executor, Executor):
+        if len(arg_lists) <= 1 and executor in (None, "local", "inline"):
             return [fn(*args) for args in arg_lists]
         if executor is None or executor == "local":
             ex = self._thread_pool()
