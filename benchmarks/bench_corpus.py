@@ -119,6 +119,11 @@ def main(argv=None) -> int:
         help="input files = shards (default rows/125k, >= workers)",
     )
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument(
+        "--executor",
+        default=None,
+        help="executor for the build and the shard fan-out of search (priming.exec names)",
+    )
     ap.add_argument("--names", type=int, default=1000)
     ap.add_argument(
         "--baseline-names", type=int, default=None, help="scan only this many names (default all)"
@@ -141,10 +146,14 @@ def main(argv=None) -> int:
 
         t = time.perf_counter()
         build_corpus(
-            work / "laion", embeddings=work / "laion", out=work / "corpus", workers=args.workers
+            work / "laion",
+            embeddings=work / "laion",
+            out=work / "corpus",
+            workers=args.workers,
+            executor=args.executor,
         )
         build_s = time.perf_counter() - t
-        c = open_corpus(work / "corpus")
+        c = open_corpus(work / "corpus", executor=args.executor)
         assert c.n_rows == n_rows, "the synthetic corpus has no bad rows"
         db = sum(s["db_bytes"] for s in c.shards)
         emb = sum(s["embeddings_bytes"] for s in c.shards)

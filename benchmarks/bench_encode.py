@@ -36,8 +36,8 @@ def main() -> int:
     from PIL import Image
 
     from priming.data import embed
-    from priming.encoders.images import load_image
     from priming.encoders.open_clip import OpenClipEncoder
+    from priming.images import load_image
 
     torch.manual_seed(0)
     model, _, preprocess = open_clip.create_model_and_transforms(args.arch)

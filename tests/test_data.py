@@ -22,8 +22,8 @@ from PIL import Image
 from priming.data import embed, load_embeddings, open_dataset
 from priming.data.datasets import ImageFolderDataset, ManifestDataset, WebDataset
 from priming.encoders import create_encoder
-from priming.encoders.images import load_image, to_rgb
 from priming.errors import ConfigError, DataError
+from priming.images import load_image, to_rgb
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -383,3 +383,31 @@ def test_cache_equals_plain_for_any_sharding(
     for k, i in enumerate(i for i in range(10) if i not in bad):
         ref = PixelEncoder().encode_images([_rgb(i, (6, 6))])[0]
         np.testing.assert_allclose(res.embeddings[k], ref, atol=1e-6)
+
+
+# ----------------------------------------------------------------- executor seam, progress
+@pytest.mark.parametrize("executor", [None, "inline", "thread-pool"])
+def test_embed_is_the_same_on_every_executor(folder, executor):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ref = embed(PixelEncoder(), folder, workers=1)
+    if executor == "thread-pool":
+        with ThreadPoolExecutor(3) as pool:
+            got = embed(PixelEncoder(), folder, workers=3, executor=pool)
+    else:
+        got = embed(PixelEncoder(), folder, workers=3, executor=executor)
+    np.testing.assert_array_equal(got.embeddings, ref.embeddings)
+    assert list(got.ids) == list(ref.ids) and got.skipped == ref.skipped
+
+
+def test_embed_reports_progress_through_a_callback(folder, tmp_path):
+    events = []
+    n = len(open_dataset(folder))
+    embed(PixelEncoder(), folder, cache_dir=tmp_path / "c", batch_size=4, progress=events.append)
+    adv = [e.done for e in events if e.state == "advance"]
+    assert {e.task for e in events} == {"embed"} and {e.total for e in events} == {n}
+    assert adv[0] == 0 and adv[-1] == n and adv == sorted(adv) and len(adv) > 2
+    # the old bool still works (and draws nothing)
+    assert len(embed(PixelEncoder(), folder, progress=True)) == GOOD
+    with pytest.raises(ConfigError, match="progress"):
+        embed(PixelEncoder(), folder, progress="yes")

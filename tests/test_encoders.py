@@ -359,3 +359,59 @@ def test_bf16_on_cpu_and_auto_device(tiny_hf_dir, tiny_hf):
     assert X.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
     assert np.all(np.sum(X * tiny_hf.encode_images(imgs), axis=1) > 0.95)
+
+
+class _ToyEncoder:
+    """A numpy Encoder subclass: a text is its length and vowel count; an image its mean
+    colour (exercises the base class's batching, progress and executor seam)."""
+
+    @staticmethod
+    def make():
+        from priming.encoders import Encoder
+
+        class Toy(Encoder):
+            name, dim, modality, fingerprint = "toy", 3, "image-text", "toy-1"
+
+            def _encode_text_batch(self, texts):
+                return np.array([[len(t), sum(c in "aeiou" for c in t), 1.0] for t in texts])
+
+            def _prepare_image(self, image):
+                return np.asarray(image, dtype=np.float32).reshape(-1, 3).mean(0)
+
+            def _encode_image_batch(self, prepared):
+                return np.stack(prepared)
+
+        return Toy()
+
+
+def test_encoder_progress_is_a_callback_per_batch():
+    enc = _ToyEncoder.make()
+    events = []
+    X = enc.encode_texts(["a", "bb", "ccc", "dddd", "eeeee"], batch_size=2, progress=events.append)
+    assert [e.done for e in events if e.state == "advance"] == [2, 4, 5]
+    assert {e.total for e in events} == {5} and events[-1].state == "end"
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(enc.encode_texts(["a", "bb"], progress=True), X[:2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("executor", ["inline", "local", "thread-pool"])
+def test_encode_images_is_the_same_on_every_executor(tmp_path, executor):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    paths = []
+    for i in range(7):
+        p = tmp_path / f"{i}.png"
+        Image.new("RGB", (5, 4), (30 * i, 10, 200 - 20 * i)).save(p)
+        paths.append(p)
+    enc = _ToyEncoder.make()
+    ref = enc.encode_images(paths, batch_size=3, workers=1)
+    want = np.array([[30 * i, 10, 200 - 20 * i] for i in range(7)], np.float64)
+    np.testing.assert_allclose(ref, want / np.linalg.norm(want, axis=1, keepdims=True), rtol=1e-5)
+    if executor == "thread-pool":
+        with ThreadPoolExecutor(2) as pool:
+            got = enc.encode_images(paths, batch_size=3, executor=pool)
+    else:
+        got = enc.encode_images(paths, batch_size=3, workers=4, executor=executor)
+    np.testing.assert_array_equal(got, ref)

@@ -6,6 +6,19 @@ import argparse
 import json
 import sys
 
+from priming.cli.progress_bars import progress_callback
+from priming.exec import EXECUTORS
+
+
+def _common(p: argparse.ArgumentParser, executor_help: str) -> None:
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS.names(),
+        default=None,
+        help=executor_help + " (default: local)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="draw no progress bars")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("corpus", help="build and search a pretraining corpus (LAION-style)")
@@ -26,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", required=True, help="corpus directory (an unfinished build there resumes)"
     )
     b.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPUs)")
+    _common(b, "where shards are built: local worker processes, inline, or a registered backend")
     b.set_defaults(func=run_build)
 
     i = csub.add_parser("info", help="summarise a corpus")
@@ -40,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
     s.add_argument("--mode", choices=["phrase", "all_tokens"], default="phrase")
     s.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    _common(s, "where the shards are searched")
     s.set_defaults(func=run_search)
 
     x = csub.add_parser("index", help="train an IVF-PQ vector index over the embeddings")
@@ -70,6 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--device", default=None)
     e.add_argument("--overwrite", action="store_true", help="replace embeddings of another model")
+    _common(e, "where images are decoded")
     e.set_defaults(func=run_embed)
 
     u = csub.add_parser(
@@ -81,23 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--limit-per-label", type=int, default=None)
     u.add_argument("--mode", choices=["phrase", "all_tokens"], default="phrase")
     u.add_argument("--out", required=True, help="output .parquet")
+    u.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     u.set_defaults(func=run_export)
-
-
-def _bar(desc: str):
-    from tqdm import tqdm
-
-    state: dict = {}
-
-    def update(done: int, total: int) -> None:
-        if "bar" not in state:
-            state["bar"] = tqdm(total=total, desc=desc, unit="shard", file=sys.stderr)
-        state["bar"].n = done
-        state["bar"].refresh()
-        if done >= total:
-            state["bar"].close()
-
-    return update
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -109,7 +110,8 @@ def run_build(args: argparse.Namespace) -> int:
         out=args.out,
         workers=args.workers,
         embedding_model=args.embedding_model,
-        progress=_bar("build"),
+        progress=progress_callback(not args.no_progress),
+        executor=args.executor,
     )
     c = open_corpus(out)
     stats = c.manifest.get("stats", {})
@@ -119,8 +121,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from priming.corpus import open_corpus
-    from priming.corpus._manifest import sha256_file
+    from priming.corpus import open_corpus, verify_corpus
 
     c = open_corpus(args.corpus)
     m = c.manifest
@@ -143,27 +144,24 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"disk        {disk / 1e6:.1f} MB")
         print("stats       " + ", ".join(f"{k}={v}" for k, v in m.get("stats", {}).items()))
         print(f"fingerprint {c.fingerprint}")
-    if args.verify:
-        bad = []
-        for s in c.shards:
-            for f, h in (
-                ("db", "db_sha256"),
-                ("embeddings", "embeddings_sha256"),
-                ("embeddings_mask", "embeddings_mask_sha256"),
-            ):
-                if f in s and sha256_file(c.path / s[f]) != s[h]:
-                    bad.append(s[f])
-        if bad:
-            print("checksum mismatch: " + ", ".join(bad), file=sys.stderr)
-            return 1
-        print("checksums   ok")
+    problems = verify_corpus(c.path, checksums=args.verify)
+    if problems:
+        for p in problems:
+            print(f"problem: {p}", file=sys.stderr)
+        print(
+            f"corpus {c.path} is damaged ({len(problems)} problems); rebuild it with the same "
+            "`priming corpus build` command into a new --out",
+            file=sys.stderr,
+        )
+        return 1
+    print("checksums   ok" if args.verify else "files       ok (--verify also checks checksums)")
     return 0
 
 
 def run_search(args: argparse.Namespace) -> int:
     from priming.corpus import open_corpus
 
-    c = open_corpus(args.corpus)
+    c = open_corpus(args.corpus, executor=args.executor)
     label = args.names[0]
     hits = c.search_captions({label: args.names}, limit_per_label=args.limit, mode=args.mode)
     for r in hits.table.to_pylist():
@@ -205,28 +203,26 @@ def run_embed(args: argparse.Namespace) -> int:
             encoder,
             batch_size=args.batch_size,
             overwrite=args.overwrite,
-            progress=_bar("embed"),
+            progress=progress_callback(not args.no_progress),
         )
         print(f"embedded {args.corpus} with {encoder.name} ({encoder.dim}-d)")
         return 0
-    from priming.encoders.images import load_image
-
     fill_embeddings(
         args.corpus,
         encoder,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
-        progress=_bar("embed"),
+        progress=progress_callback(not args.no_progress),
         images=args.images,
-        decode=lambda data, name: load_image(data, name=name),
         workers=args.workers,
+        executor=args.executor,
     )
     _print_image_report(args.corpus, encoder)
     return 0
 
 
 def _print_image_report(corpus_dir: str, encoder) -> None:
-    from priming.corpus._manifest import read_manifest
+    from priming.corpus import read_manifest
 
     m = read_manifest(corpus_dir)
     st, mt = m.get("image_stats", {}), m.get("image_match", {})
@@ -257,7 +253,7 @@ def read_classes(path: str) -> dict[str, list[str]]:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from priming.corpus import export_urls, open_corpus
+    from priming.corpus import check_export_path, export_urls, open_corpus
     from priming.errors import ConfigError
 
     if args.classes and args.names:
@@ -268,12 +264,10 @@ def run_export(args: argparse.Namespace) -> int:
         queries = {args.names[0]: args.names}
     else:
         raise ConfigError("give one or more names, or --classes FILE")
-    from priming.corpus._export import check_export_path
-
-    check_export_path(args.out)
+    check_export_path(args.out, args.overwrite)
     c = open_corpus(args.corpus)
     hits = c.search_captions(queries, limit_per_label=args.limit_per_label, mode=args.mode)
-    res = export_urls(c, hits, args.out)
+    res = export_urls(c, hits, args.out, overwrite=args.overwrite)
     print(
         f"wrote {res['written']} urls to {args.out} ({res['missing_url']} rows without url, "
         f"{hits.ambiguous.num_rows} ambiguous rows left out)"

@@ -6,6 +6,8 @@ import argparse
 import time
 
 from priming.cli._args import positive_int as _positive_int
+from priming.cli.progress_bars import progress_callback
+from priming.exec import EXECUTORS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["stat", "content"],
         help="identify files by size+mtime (stat) or by hashing their bytes",
     )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS.names(),
+        default=None,
+        help="where images are decoded ahead of the model (default: local threads)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -72,9 +80,10 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.out,
         batch_size=args.batch_size,
         workers=args.workers,
-        progress=not args.no_progress,
+        progress=progress_callback(not args.no_progress),
         shard_size=args.shard_size,
         cache_dtype=args.cache_dtype,
+        executor=args.executor,
     )
     elapsed = time.perf_counter() - t0
     if result.cache_path is None:  # embedding files: used as they are

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from priming._fs import atomic_path
 from priming.corpus._store import CaptionHits, Corpus, _pa
 from priming.errors import ConfigError, DataError
 
@@ -16,19 +17,36 @@ __all__ = ["export_urls", "EXPORT_COLUMNS"]
 EXPORT_COLUMNS = ("url", "caption", "row_id", "label", "key", "width", "height", "similarity")
 
 
-def check_export_path(out: str | os.PathLike) -> Path:
-    """The output path of :func:`export_urls`, its folder created; a path that is a
-    folder, or whose folder cannot be created, is a ConfigError naming it."""
+#: file name endings export_urls writes (parquet, the format img2dataset reads)
+EXPORT_SUFFIXES = (".parquet", ".pq")
+
+
+def check_export_path(out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """The output path of :func:`export_urls`, its folder created. A ConfigError names it
+    when it is a folder, when its folder cannot be created, when its name does not end in
+    ``.parquet`` / ``.pq`` (the format follows the extension), or when the file exists and
+    ``overwrite`` is false."""
     from priming._fs import make_dir
 
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"output {str(out)!r} is a folder; give the path of a .parquet file")
+    if out.suffix.lower() not in EXPORT_SUFFIXES:
+        raise ConfigError(
+            f"output {str(out)!r}: export-urls writes parquet; give a name ending in "
+            f"{' or '.join(EXPORT_SUFFIXES)}"
+        )
+    if out.exists() and not overwrite:
+        raise ConfigError(
+            f"output {str(out)!r} exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     make_dir(out.parent, f"folder of the output {str(out)!r}")
     return out
 
 
-def export_urls(corpus: Corpus, rows: Any, out: str | os.PathLike) -> dict[str, int]:
+def export_urls(
+    corpus: Corpus, rows: Any, out: str | os.PathLike, overwrite: bool = False
+) -> dict[str, int]:
     """Write ``rows`` (a :class:`CaptionHits`, a table with ``row_id`` [and ``label``], or
     row ids) as a parquet url list for img2dataset.
 
@@ -36,12 +54,13 @@ def export_urls(corpus: Corpus, rows: Any, out: str | os.PathLike) -> dict[str, 
     ``width``, ``height``, ``similarity``. Rows without a url are left out and counted.
     Read it with ``img2dataset --input_format parquet --url_col url --caption_col caption
     --save_additional_columns '["row_id","label"]'``; the ``row_id`` saved in each
-    sample's json maps a downloaded image back to its corpus row.
+    sample's json maps a downloaded image back to its corpus row. An existing ``out`` is
+    replaced only with ``overwrite=True``; ``out`` must end in ``.parquet`` or ``.pq``.
     """
     pa = _pa()
     import pyarrow.parquet as pq
 
-    out = check_export_path(out)
+    out = check_export_path(out, overwrite)
     labels = None
     if isinstance(rows, CaptionHits):
         rows = rows.table
@@ -75,11 +94,6 @@ def export_urls(corpus: Corpus, rows: Any, out: str | os.PathLike) -> dict[str, 
             "similarity": meta.column("similarity"),
         }
     ).filter(has_url)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out, make_parents=False) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return {"written": table.num_rows, "missing_url": n_missing}

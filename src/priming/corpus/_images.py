@@ -5,11 +5,13 @@ img2dataset writes either webdataset shards (``NNNNN.tar`` holding ``key.jpg``,
 three files). Every sample's ``.json`` carries the ``url`` it came from and the extra
 columns passed with ``--save_additional_columns`` — ``export_urls`` writes a ``row_id``
 column for exactly this. Nothing here decodes an image: samples hand out raw bytes and
-the caller decodes them (the CLI passes ``priming.encoders.images.load_image``).
+the caller decodes them (by default with :func:`priming.images.load_image`, which refuses
+images over the pixel limit). Every sample's ``read`` is picklable.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -47,13 +49,16 @@ class ImageMatch:
     no_image: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _tar_reader(path: str, offset: int, size: int) -> Callable[[], bytes]:
-    def read() -> bytes:
-        with open(path, "rb") as fh:  # one handle per read: safe across threads
-            fh.seek(offset)
-            return fh.read(size)
+def read_range(path: str, offset: int, size: int) -> bytes:
+    """``size`` bytes of file ``path`` from ``offset`` (one handle per read: thread-safe)."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(size)
 
-    return read
+
+def _tar_reader(path: str, offset: int, size: int) -> Callable[[], bytes]:
+    # a partial of a top-level function: picklable, so a read can run on any executor
+    return functools.partial(read_range, path, offset, size)
 
 
 def _file_reader(path: Path) -> Callable[[], bytes]:

@@ -5,7 +5,9 @@ FTS5 index over the captions, plus (when embeddings are given) a float16 ``.npy`
 whose row ``i`` belongs to the database row ``i``. Shards are built in parallel worker
 processes, each under a temporary name that is renamed into place when complete; the
 parent records each finished shard in the manifest, so a killed build resumes where it
-stopped without duplicating anything.
+stopped without duplicating anything. Shards go to the executor seam
+(:func:`priming.exec.open_executor`): local worker processes by default, which exit when
+the building process dies.
 """
 
 from __future__ import annotations
@@ -18,23 +20,27 @@ import sqlite3
 import struct
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from priming._optional import require
 from priming.corpus._manifest import (
     FORMAT,
     MANIFEST,
     SCHEMA_VERSION,
     SHARD_DIR,
     TOKENIZER,
+    as_progress_callback,
     atomic_write_json,
     read_manifest,
     sha256_file,
 )
-from priming.errors import ConfigError, DataError, missing_dependency
+from priming.errors import ConfigError, DataError
+from priming.exec import ExecutorSpec, open_executor
+from priming.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +81,11 @@ CREATE VIRTUAL TABLE captions USING fts5(
 
 
 def _pa():
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - exercised only without the extra
-        raise missing_dependency("pyarrow", "corpus") from None
-    return pa, pc, pq
+    return (
+        require("pyarrow", "corpus"),
+        require("pyarrow.compute", "corpus", package="pyarrow"),
+        require("pyarrow.parquet", "corpus", package="pyarrow"),
+    )
 
 
 # --------------------------------------------------------------------------- inputs
@@ -227,8 +231,42 @@ class _F16Writer:
         self.fh.close()
 
 
+# --------------------------------------------------------------------------- column types
+def _type_problem(canon: str, typ) -> str | None:
+    """Why a column of type ``typ`` cannot serve as column ``canon`` (None: it can)."""
+    pa, _, _ = _pa()
+    t = pa.types
+    if t.is_dictionary(typ):
+        typ = typ.value_type
+    text = t.is_string(typ) or t.is_large_string(typ) or t.is_binary(typ) or t.is_large_binary(typ)
+    number = t.is_integer(typ) or t.is_floating(typ)
+    if t.is_null(typ):
+        return None
+    if canon == "caption" and not text:
+        return "expected strings"
+    if canon == "url" and not text:
+        return "expected strings"
+    if canon == "key" and not (text or t.is_integer(typ)):
+        return "expected strings or integers"
+    if canon in ("width", "height", "similarity", "punsafe") and not number:
+        return "expected numbers"
+    if canon == "nsfw" and not (text or number or t.is_boolean(typ)):
+        return "expected strings, booleans or numbers"
+    return None
+
+
+def check_column_types(schema, mapping: dict[str, str], source: str) -> None:
+    """Refuse, before anything is written, a column whose type cannot be read (a
+    ``list<string>`` caption, ``WIDTH`` as strings); the message names the file."""
+    for canon, col in mapping.items():
+        typ = schema.field(col).type
+        why = _type_problem(canon, typ)
+        if why is not None:
+            raise DataError(f"{source}: column {col!r} has type {typ}, {why}")
+
+
 # --------------------------------------------------------------------------- one shard
-def _decode_captions(arr, stats: dict[str, int]):
+def _decode_captions(arr, stats: dict[str, int], source: str):
     """Return a valid UTF-8 string array; invalid bytes are replaced and counted."""
     pa, pc, _ = _pa()
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
@@ -241,9 +279,8 @@ def _decode_captions(arr, stats: dict[str, int]):
         try:
             return arr.cast(pa.string())
         except pa.ArrowInvalid:
-            values = arr.to_pylist()
             out = []
-            for v in values:
+            for v in arr.to_pylist():
                 if v is None:
                     out.append(None)
                     continue
@@ -256,7 +293,7 @@ def _decode_captions(arr, stats: dict[str, int]):
     try:
         return arr.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise DataError(f"caption column has type {arr.type}, expected strings") from None
+        raise DataError(f"{source}: caption column has type {arr.type}, expected strings") from None
 
 
 def _nsfw_flags(batch, mapping):
@@ -279,123 +316,144 @@ def _nsfw_flags(batch, mapping):
     return None
 
 
-def _col_list(batch, mapping, name, typ):
+def _col_list(batch, mapping, name, typ, source: str = "metadata"):
     pa, pc, _ = _pa()
     if name not in mapping:
         return None
     col = batch.column(mapping[name])
+    if pa.types.is_floating(col.type) and pa.types.is_integer(typ):
+        # NaN / inf have no integer value: store null (an unsafe cast gives -2**63)
+        col = pc.if_else(pc.is_finite(col), col, pa.scalar(None, col.type))
     try:
         return pc.cast(col, typ, safe=False).to_pylist()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise DataError(
-            f"column {mapping[name]!r} has type {col.type}, cannot read it as {typ}"
+            f"{source}: column {mapping[name]!r} has type {col.type}, cannot read it as {typ}"
         ) from None
 
 
+def _open_shard_db(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, isolation_level=None)
+    for pragma in (
+        "journal_mode=OFF",
+        "synchronous=OFF",
+        "locking_mode=EXCLUSIVE",
+        "temp_store=MEMORY",
+        "cache_size=-262144",
+    ):
+        con.execute(f"PRAGMA {pragma}")
+    con.executescript(SHARD_SCHEMA.format(tokenizer=TOKENIZER))
+    con.execute("BEGIN")
+    return con
+
+
+def _keep_rows(batch, mapping, emb, src_start: int, stats: dict[str, int], source: str):
+    """One batch's decoded captions, the indices of the rows to keep (a non-empty caption
+    and, with embeddings, a finite vector within float16 range) and its embedding block."""
+    _, pc, _ = _pa()
+    n = batch.num_rows
+    cap = _decode_captions(batch.column(mapping["caption"]), stats, source)
+    ok = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(cap)), 0), False)
+    keep = np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
+    stats["null_or_empty_caption"] += int(n - keep.sum())
+    block = None
+    if emb is not None:
+        block = np.asarray(emb[src_start : src_start + n])
+        finite = np.isfinite(block).all(axis=1)
+        if block.dtype != np.float16:  # beyond the float16 range it would be stored as inf
+            finite &= (np.abs(block) <= 65504).all(axis=1)
+        stats["nonfinite_embedding"] += int((keep & ~finite).sum())
+        keep &= finite
+    return cap, np.flatnonzero(keep), block
+
+
+def _row_tuples(batch, cap, idx: np.ndarray, mapping, next_id: int, src_start: int, source: str):
+    pa, _, _ = _pa()
+    sel = pa.array(idx)
+    sub = batch.take(sel)
+    cols = [
+        range(next_id, next_id + idx.size),
+        (idx + src_start).tolist(),
+        _col_list(sub, mapping, "key", pa.string(), source),
+        cap.take(sel).to_pylist(),
+        _col_list(sub, mapping, "url", pa.string(), source),
+        _col_list(sub, mapping, "width", pa.int64(), source),
+        _col_list(sub, mapping, "height", pa.int64(), source),
+        _nsfw_flags(sub, mapping),
+        _col_list(sub, mapping, "similarity", pa.float64(), source),
+    ]
+    none = [None] * idx.size
+    return zip(*(c if c is not None else none for c in cols))
+
+
+def _fill_shard(con, writer, spec: dict[str, Any], emb, stats: dict[str, int]) -> int:
+    """Insert the parquet file's usable rows (and write their embeddings); returns how many."""
+    _, _, pq = _pa()
+    source = f"metadata {spec['source']!r}"
+    pf = pq.ParquetFile(spec["source"])
+    mapping = column_map(pf.schema_arrow.names, source)
+    check_column_types(pf.schema_arrow, mapping, source)
+    next_id = src_start = 0
+    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=sorted(set(mapping.values()))):
+        stats["input_rows"] += batch.num_rows
+        cap, idx, block = _keep_rows(batch, mapping, emb, src_start, stats, source)
+        if idx.size:
+            rows = _row_tuples(batch, cap, idx, mapping, next_id, src_start, source)
+            con.executemany("INSERT INTO rows VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            if writer is not None:
+                writer.write(block[idx])
+            next_id += idx.size
+        src_start += batch.num_rows
+    if emb is not None and src_start != emb.shape[0]:
+        raise DataError(
+            f"embeddings {spec['embeddings']!r} have {emb.shape[0]} rows but metadata "
+            f"{spec['source']!r} has {src_start}"
+        )
+    return next_id
+
+
+def _finish_index(con, name: str, source: str) -> None:
+    # one bulk insert, no incremental merging (the final 'optimize' merges everything
+    # into one segment anyway): about 20 % less CPU for the index
+    con.execute("INSERT INTO captions(captions, rank) VALUES('automerge', 0)")
+    con.execute("INSERT INTO captions(captions, rank) VALUES('crisismerge', 64)")
+    con.execute("INSERT INTO captions(rowid, caption) SELECT id, caption FROM rows")
+    con.execute("INSERT INTO captions(captions) VALUES('optimize')")
+    con.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("schema_version", str(SCHEMA_VERSION)), ("shard", name), ("source", source)],
+    )
+    con.execute("COMMIT")
+
+
 def build_shard(spec: dict[str, Any]) -> dict[str, Any]:
-    """Build one shard (runs in a worker process); returns its manifest entry."""
-    pa, pc, pq = _pa()
+    """Build one shard (a picklable top-level task, run by an executor); returns its
+    manifest entry. ``spec``: ``name``, ``source`` (parquet), ``embeddings`` (.npy or
+    None), ``shard_dir``."""
     t0, cpu0 = time.perf_counter(), time.process_time()
-    shard_dir = Path(spec["shard_dir"])
-    name = spec["name"]
-    pid = os.getpid()
-    db_final = shard_dir / f"{name}.sqlite"
+    shard_dir, name, pid = Path(spec["shard_dir"]), spec["name"], os.getpid()
+    db_final, emb_final = shard_dir / f"{name}.sqlite", shard_dir / f"{name}.f16.npy"
     db_tmp = shard_dir / f".{name}.sqlite.tmp-{pid}"
-    emb_final = shard_dir / f"{name}.f16.npy"
     emb_tmp = shard_dir / f".{name}.f16.npy.tmp-{pid}"
-    stats = {
-        "input_rows": 0,
-        "null_or_empty_caption": 0,
-        "repaired_utf8": 0,
-        "nonfinite_embedding": 0,
-    }
+    stats = dict.fromkeys(
+        ("input_rows", "null_or_empty_caption", "repaired_utf8", "nonfinite_embedding"), 0
+    )
     emb = np.load(spec["embeddings"], mmap_mode="r") if spec.get("embeddings") else None
-    writer = None
-    con = None
+    writer = con = None
     try:
         for p in (db_tmp, emb_tmp):
-            if p.exists():
-                p.unlink()
-        con = sqlite3.connect(db_tmp, isolation_level=None)
-        for pragma in (
-            "journal_mode=OFF",
-            "synchronous=OFF",
-            "locking_mode=EXCLUSIVE",
-            "temp_store=MEMORY",
-            "cache_size=-262144",
-        ):
-            con.execute(f"PRAGMA {pragma}")
-        con.executescript(SHARD_SCHEMA.format(tokenizer=TOKENIZER))
-        con.execute("BEGIN")
+            p.unlink(missing_ok=True)
+        con = _open_shard_db(db_tmp)
         if emb is not None:
             writer = _F16Writer(emb_tmp, int(emb.shape[1]))
-        pf = pq.ParquetFile(spec["source"])
-        mapping = column_map(pf.schema_arrow.names, f"metadata {spec['source']!r}")
-        next_id = 0
-        src_start = 0
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=sorted(set(mapping.values()))):
-            n = batch.num_rows
-            stats["input_rows"] += n
-            cap = _decode_captions(batch.column(mapping["caption"]), stats)
-            ok = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(cap)), 0), False)
-            keep = np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
-            stats["null_or_empty_caption"] += int(n - keep.sum())
-            block = None
-            if emb is not None:
-                block = np.asarray(emb[src_start : src_start + n])
-                finite = np.isfinite(block).all(axis=1)
-                # a float32 value beyond the float16 range would become inf when stored
-                finite &= (
-                    (np.abs(block) <= 65504).all(axis=1) if block.dtype != np.float16 else True
-                )
-                bad = keep & ~finite
-                stats["nonfinite_embedding"] += int(bad.sum())
-                keep &= finite
-            idx = np.flatnonzero(keep)
-            if idx.size:
-                sel = pa.array(idx)
-                sub = batch.take(sel)
-                caps = cap.take(sel).to_pylist()
-                cols = [
-                    range(next_id, next_id + idx.size),
-                    (idx + src_start).tolist(),
-                    _col_list(sub, mapping, "key", pa.string()),
-                    caps,
-                    _col_list(sub, mapping, "url", pa.string()),
-                    _col_list(sub, mapping, "width", pa.int64()),
-                    _col_list(sub, mapping, "height", pa.int64()),
-                    _nsfw_flags(sub, mapping),
-                    _col_list(sub, mapping, "similarity", pa.float64()),
-                ]
-                none = [None] * idx.size
-                rows = zip(*(c if c is not None else none for c in cols))
-                con.executemany("INSERT INTO rows VALUES (?,?,?,?,?,?,?,?,?)", rows)
-                if writer is not None:
-                    writer.write(block[idx])
-                next_id += idx.size
-            src_start += n
-        if emb is not None and src_start != emb.shape[0]:
-            raise DataError(
-                f"embeddings {spec['embeddings']!r} have {emb.shape[0]} rows but metadata "
-                f"{spec['source']!r} has {src_start}"
-            )
-        # one bulk insert, no incremental merging (the final 'optimize' merges everything
-        # into one segment anyway): about 20 % less CPU for the index
-        con.execute("INSERT INTO captions(captions, rank) VALUES('automerge', 0)")
-        con.execute("INSERT INTO captions(captions, rank) VALUES('crisismerge', 64)")
-        con.execute("INSERT INTO captions(rowid, caption) SELECT id, caption FROM rows")
-        con.execute("INSERT INTO captions(captions) VALUES('optimize')")
-        con.executemany(
-            "INSERT INTO meta VALUES (?, ?)",
-            [("schema_version", str(SCHEMA_VERSION)), ("shard", name), ("source", spec["source"])],
-        )
-        con.execute("COMMIT")
+        n_rows = _fill_shard(con, writer, spec, emb, stats)
+        _finish_index(con, name, spec["source"])
         con.close()
         con = None
         entry: dict[str, Any] = {
             "name": name,
             "source": spec["source"],
-            "n_rows": next_id,
+            "n_rows": n_rows,
             "stats": stats,
             "db": f"{SHARD_DIR}/{db_final.name}",
             "db_sha256": sha256_file(db_tmp),
@@ -403,11 +461,11 @@ def build_shard(spec: dict[str, Any]) -> dict[str, Any]:
         }
         if writer is not None:
             writer.close()
+            writer = None
             entry["embeddings"] = f"{SHARD_DIR}/{emb_final.name}"
             entry["embeddings_sha256"] = sha256_file(emb_tmp)
             entry["embeddings_bytes"] = emb_tmp.stat().st_size
             entry["embeddings_source"] = spec["embeddings"]
-            writer = None
             os.replace(emb_tmp, emb_final)
         os.replace(db_tmp, db_final)
         entry["build_seconds"] = round(time.perf_counter() - t0, 3)
@@ -419,10 +477,7 @@ def build_shard(spec: dict[str, Any]) -> dict[str, Any]:
         if writer is not None:
             writer.fh.close()
         for p in (db_tmp, emb_tmp):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
+            p.unlink(missing_ok=True)
         raise
 
 
@@ -435,58 +490,58 @@ def _input_record(meta: Path, emb: Path | None, n_rows: int) -> dict[str, Any]:
     return rec
 
 
+def _check_embedding_file(emb: Path, meta: Path, n_rows: int) -> int:
+    shape, dtype = _npy_shape(emb)
+    if len(shape) != 2 or not np.issubdtype(dtype, np.floating):
+        raise DataError(
+            f"embeddings {str(emb)!r} must be a 2-d float array, got shape {shape} dtype {dtype}"
+        )
+    if shape[0] != n_rows:
+        raise DataError(
+            f"embeddings {str(emb)!r} have {shape[0]} rows but metadata {str(meta)!r} "
+            f"has {n_rows} rows; they must be row-aligned"
+        )
+    return int(shape[1])
+
+
 def _check_inputs(
     meta_files: list[Path], emb_files: list[Path] | None
 ) -> tuple[list[dict], int | None]:
+    """Read every input's schema and shape before anything is written: unreadable files,
+    unusable column types, misaligned embeddings and an input of 0 rows are refused here."""
     _, _, pq = _pa()
     inputs = []
-    dim = None
-    dim_src = None
+    dim = dim_src = None
     for i, meta in enumerate(meta_files):
+        source = f"metadata {str(meta)!r}"
         try:
             pf = pq.ParquetFile(meta)
         except Exception as exc:  # pyarrow raises several types for a bad file
-            raise DataError(
-                f"metadata {str(meta)!r} is not a readable parquet file: {exc}"
-            ) from None
-        column_map(pf.schema_arrow.names, f"metadata {str(meta)!r}")
+            raise DataError(f"{source} is not a readable parquet file: {exc}") from None
+        check_column_types(pf.schema_arrow, column_map(pf.schema_arrow.names, source), source)
         n_rows = pf.metadata.num_rows
         emb = emb_files[i] if emb_files else None
         if emb is not None:
-            shape, dtype = _npy_shape(emb)
-            if len(shape) != 2 or not np.issubdtype(dtype, np.floating):
-                raise DataError(
-                    f"embeddings {str(emb)!r} must be a 2-d float array, got shape {shape} dtype {dtype}"
-                )
-            if shape[0] != n_rows:
-                raise DataError(
-                    f"embeddings {str(emb)!r} have {shape[0]} rows but metadata {str(meta)!r} "
-                    f"has {n_rows} rows; they must be row-aligned"
-                )
+            d = _check_embedding_file(emb, meta, n_rows)
             if dim is None:
-                dim, dim_src = shape[1], emb
-            elif shape[1] != dim:
+                dim, dim_src = d, emb
+            elif d != dim:
                 raise DataError(
                     f"embedding dimension differs between shards: {str(dim_src)!r} has {dim}, "
-                    f"{str(emb)!r} has {shape[1]}"
+                    f"{str(emb)!r} has {d}"
                 )
         inputs.append(_input_record(meta, emb, n_rows))
+    if not sum(rec["rows"] for rec in inputs):
+        raise DataError(
+            f"metadata: the {len(inputs)} input file(s) hold 0 rows; nothing to build "
+            f"(first: {str(meta_files[0])!r})"
+        )
     return inputs, dim
 
 
 def _clean_temp(shard_dir: Path) -> None:
     for p in shard_dir.glob(".*.tmp*"):
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _mp_context(mp):
-    # fork needs no ``if __name__ == "__main__"`` guard in the caller's script; the worker
-    # only uses sqlite3, pyarrow and numpy. Elsewhere (macOS, Windows) fall back to spawn.
-    methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
+        p.unlink(missing_ok=True)
 
 
 def finalise_manifest(manifest: dict[str, Any]) -> None:
@@ -500,6 +555,115 @@ def finalise_manifest(manifest: dict[str, Any]) -> None:
     manifest["has_embeddings"] = has
 
 
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {str(out)!r} exists and is not a folder")
+    blocker = next((a for a in out.parents if a.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"out: {str(out)!r} cannot be created: {str(blocker)!r} is a file")
+
+
+def _start_manifest(
+    out: Path, inputs: list[dict], dim: int | None, embedding_model: str | None
+) -> dict[str, Any] | None:
+    """The manifest to build into: a resumed one, or a new one; None when ``out``
+    already holds the finished corpus of these inputs."""
+    if (out / MANIFEST).exists():
+        manifest = read_manifest(out)
+        if manifest.get("build", {}).get("inputs") != inputs:
+            raise ConfigError(
+                f"out: {str(out)!r} already holds a corpus built from other inputs; "
+                "choose another --out or delete it"
+            )
+        if manifest.get("complete"):
+            log.info("corpus %s is already complete", out)
+            return None
+        log.info("resuming the build in %s", out)
+        return manifest
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(
+            f"out: {str(out)!r} exists, is not empty and is not a corpus; choose an empty folder"
+        )
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "complete": False,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tokenizer": TOKENIZER,
+        "fts_detail": "full",
+        "dim": dim,
+        "embedding_dtype": "float16" if dim is not None else None,
+        "embedding_model": embedding_model if dim is not None else None,
+        "embedding_fingerprint": None,
+        "build": {"inputs": inputs},
+        "shards": [],
+    }
+
+
+def _finished_shards(out: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    done = {s["name"]: s for s in manifest["shards"]}
+    for s in list(done.values()):  # a finished shard whose files went missing is rebuilt
+        if not (out / s["db"]).is_file() or (
+            "embeddings" in s and not (out / s["embeddings"]).is_file()
+        ):
+            log.warning("shard %s is listed but its files are missing; rebuilding it", s["name"])
+            del done[s["name"]]
+    return done
+
+
+def _run_shards(specs: list[dict], record, executor: ExecutorSpec, n_workers: int) -> None:
+    """Build ``specs`` on the executor, at most ``n_workers`` in flight (one at a time
+    inline), recording each finished shard as soon as it completes."""
+    with open_executor(executor, max_workers=n_workers, kind="process") as ex:
+        todo = iter(specs)
+        pending: set = set()
+
+        def top_up() -> None:
+            while len(pending) < max(1, n_workers):
+                spec = next(todo, None)
+                if spec is None:
+                    return
+                fut = ex.submit(build_shard, spec)
+                if fut.done():  # an inline executor: record it before starting the next
+                    record(fut.result())
+                else:
+                    pending.add(fut)
+
+        try:
+            top_up()
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    record(fut.result())
+                top_up()
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+
+
+def _complete(out: Path, manifest: dict[str, Any], names: list[str], done: dict) -> None:
+    manifest["shards"] = [done[n] for n in names]
+    finalise_manifest(manifest)
+    stats: dict[str, int] = {}
+    for s in manifest["shards"]:
+        for k, v in s["stats"].items():
+            stats[k] = stats.get(k, 0) + v
+    manifest["stats"] = stats
+    if not manifest["n_rows"]:
+        atomic_write_json(out / MANIFEST, manifest)
+        raise DataError(
+            f"corpus {str(out)!r}: no usable row in {stats.get('input_rows', 0)} input rows "
+            f"({stats.get('null_or_empty_caption', 0)} with no caption, "
+            f"{stats.get('nonfinite_embedding', 0)} with a NaN/inf embedding); nothing to search"
+        )
+    manifest["complete"] = True
+    atomic_write_json(out / MANIFEST, manifest)
+    for k in ("null_or_empty_caption", "repaired_utf8", "nonfinite_embedding"):
+        if stats.get(k):
+            log.warning("corpus %s: %d rows with %s", out, stats[k], k.replace("_", " "))
+
+
 def build_corpus(
     metadata: str | os.PathLike | Sequence[str | os.PathLike],
     embeddings: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
@@ -507,6 +671,7 @@ def build_corpus(
     workers: int | None = None,
     embedding_model: str | None = None,
     progress: Any = None,
+    executor: ExecutorSpec = None,
 ) -> Path:
     """Build (or resume building) a corpus directory.
 
@@ -524,8 +689,12 @@ def build_corpus(
         Parallel worker processes (default: number of CPUs, at most one per shard).
     embedding_model : str, optional
         Name of the model that produced ``embeddings``, recorded in the manifest.
-    progress : callable, optional
-        Called as ``progress(done_shards, total_shards)`` after each shard.
+    progress : priming.progress.ProgressCallback, optional
+        Receives the task ``"build corpus"`` in input rows (total: every input row),
+        advanced as each shard finishes.
+    executor : None, "local", "inline" or a concurrent.futures.Executor
+        Where shards are built (see :mod:`priming.exec`): by default local worker
+        processes (in-process with ``workers=1``).
 
     Returns
     -------
@@ -533,59 +702,21 @@ def build_corpus(
     """
     meta_files = resolve_metadata(metadata)
     emb_files = resolve_embeddings(embeddings, meta_files)
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
+    if workers is not None and (
+        not isinstance(workers, int) or isinstance(workers, bool) or workers < 1
+    ):
         raise ConfigError(f"workers must be a positive integer or None, got {workers!r}")
-    inputs, dim = _check_inputs(meta_files, emb_files)
     out = Path(out)
+    _check_out(out)
+    inputs, dim = _check_inputs(meta_files, emb_files)
+    manifest = _start_manifest(out, inputs, dim, embedding_model)
+    if manifest is None:
+        return out
     shard_dir = out / SHARD_DIR
-    manifest_path = out / MANIFEST
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out: {str(out)!r} exists and is not a folder")
-    blocker = next((a for a in out.parents if a.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise ConfigError(f"out: {str(out)!r} cannot be created: {str(blocker)!r} is a file")
-
-    if manifest_path.exists():
-        manifest = read_manifest(out)
-        if manifest.get("build", {}).get("inputs") != inputs:
-            raise ConfigError(
-                f"out: {str(out)!r} already holds a corpus built from other inputs; "
-                "choose another --out or delete it"
-            )
-        if manifest.get("complete"):
-            log.info("corpus %s is already complete", out)
-            return out
-        log.info("resuming the build in %s", out)
-    else:
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError(
-                f"out: {str(out)!r} exists, is not empty and is not a corpus; choose an empty folder"
-            )
-        manifest = {
-            "format": FORMAT,
-            "schema_version": SCHEMA_VERSION,
-            "complete": False,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "tokenizer": TOKENIZER,
-            "fts_detail": "full",
-            "dim": dim,
-            "embedding_dtype": "float16" if dim is not None else None,
-            "embedding_model": embedding_model if dim is not None else None,
-            "embedding_fingerprint": None,
-            "build": {"inputs": inputs},
-            "shards": [],
-        }
     shard_dir.mkdir(parents=True, exist_ok=True)
     _clean_temp(shard_dir)
-
     names = [f"shard-{i:05d}" for i in range(len(meta_files))]
-    done = {s["name"]: s for s in manifest["shards"]}
-    for s in list(done.values()):  # a finished shard whose files went missing is rebuilt
-        if not (out / s["db"]).is_file() or (
-            "embeddings" in s and not (out / s["embeddings"]).is_file()
-        ):
-            log.warning("shard %s is listed but its files are missing; rebuilding it", s["name"])
-            del done[s["name"]]
+    done = _finished_shards(out, manifest)
     specs = [
         {
             "name": names[i],
@@ -596,43 +727,19 @@ def build_corpus(
         for i in range(len(meta_files))
         if names[i] not in done
     ]
+    rows_of = dict(zip(names, (rec["rows"] for rec in inputs)))
+    atomic_write_json(out / MANIFEST, manifest)
+    callback = as_progress_callback(progress)
+    with track(callback, "build corpus", sum(rows_of.values()), "rows") as bar:
+        bar.advance(sum(rows_of[n] for n in done))
 
-    def record(entry: dict[str, Any]) -> None:
-        done[entry["name"]] = entry
-        manifest["shards"] = [done[n] for n in names if n in done]
-        atomic_write_json(manifest_path, manifest)
-        if progress is not None:
-            progress(len(done), len(names))
+        def record(entry: dict[str, Any]) -> None:
+            done[entry["name"]] = entry
+            manifest["shards"] = [done[n] for n in names if n in done]
+            atomic_write_json(out / MANIFEST, manifest)
+            bar.advance(rows_of[entry["name"]])
 
-    atomic_write_json(manifest_path, manifest)
-    n_workers = min(workers or os.cpu_count() or 1, max(len(specs), 1))
-    if n_workers <= 1:
-        for spec in specs:
-            record(build_shard(spec))
-    else:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(n_workers, mp_context=_mp_context(mp)) as pool:
-            pending = {pool.submit(build_shard, spec) for spec in specs}
-            try:
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        record(fut.result())
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
-    manifest["shards"] = [done[n] for n in names]
-    finalise_manifest(manifest)
-    stats: dict[str, int] = {}
-    for s in manifest["shards"]:
-        for k, v in s["stats"].items():
-            stats[k] = stats.get(k, 0) + v
-    manifest["stats"] = stats
-    manifest["complete"] = True
-    atomic_write_json(manifest_path, manifest)
-    for k in ("null_or_empty_caption", "repaired_utf8", "nonfinite_embedding"):
-        if stats.get(k):
-            log.warning("corpus %s: %d rows with %s", out, stats[k], k.replace("_", " "))
+        n_workers = min(workers or os.cpu_count() or 1, max(len(specs), 1))
+        _run_shards(specs, record, executor, n_workers)
+    _complete(out, manifest, names, done)
     return out

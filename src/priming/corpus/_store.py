@@ -7,11 +7,9 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
-import urllib.parse
-from collections import Counter
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,8 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from priming._optional import require
 from priming.corpus._manifest import INDEX_DIR, TOKENIZER, read_manifest
+from priming.corpus._search import (
+    ShardRef,
+    close_connections,
+    fetch_rows,
+    search_shard,
+    shard_connection,
+)
 from priming.errors import ConfigError, DataError, missing_dependency
+from priming.exec import ExecutorSpec, open_executor
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +41,7 @@ ROW_COLUMNS = ("row_id", "key", "caption", "url", "width", "height", "nsfw", "si
 
 
 def _pa():
-    try:
-        import pyarrow as pa
-    except ImportError:  # pragma: no cover
-        raise missing_dependency("pyarrow", "corpus") from None
-    return pa
+    return require("pyarrow", "corpus")
 
 
 def _faiss():
@@ -182,7 +185,9 @@ def _as_row_ids(row_ids: Any, n_rows: int) -> np.ndarray:
 class Corpus:
     """A built corpus directory opened for reading (use :func:`open_corpus`)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, executor: ExecutorSpec = None) -> None:
+        #: where shard fan-outs run by default (see :mod:`priming.exec`)
+        self.executor = executor
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         if not self.manifest.get("complete"):
@@ -197,7 +202,19 @@ class Corpus:
         self._offsets = np.array(
             [s["row_offset"] for s in self.shards] + [self.manifest["n_rows"]], dtype=np.int64
         )
-        self._conns: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in self.shards]
+        self._refs = [
+            ShardRef(
+                db=str((self.path / s["db"]).resolve()),
+                sha256=str(s["db_sha256"]),
+                offset=int(self._offsets[i]),
+                name=str(s["name"]),
+                corpus=str(self.path),
+            )
+            for i, s in enumerate(self.shards)
+        ]
+        # idle connections live per process (shared with the executor's tasks); close
+        # this corpus's ones when it is closed or garbage-collected
+        self._finalizer = weakref.finalize(self, close_connections, list(self._refs))
         self._mmaps: dict[int, np.ndarray] = {}
         self._masks: dict[int, np.ndarray] = {}
         self._index = None
@@ -248,12 +265,7 @@ class Corpus:
         self.close()
 
     def close(self) -> None:
-        for q in self._conns:
-            while True:
-                try:
-                    q.get_nowait().close()
-                except queue.Empty:
-                    break
+        self._finalizer()  # closes the idle connections (once)
         self._mmaps.clear()
         self._masks.clear()
         self._index = None
@@ -267,28 +279,34 @@ class Corpus:
             pool.shutdown(wait=False)
 
     # ---- connections
-    def _acquire(self, si: int) -> sqlite3.Connection:
-        try:
-            return self._conns[si].get_nowait()
-        except queue.Empty:
-            path = (self.path / self.shards[si]["db"]).resolve()
-            uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
-            con = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            con.execute("PRAGMA cache_size=-65536")
-            con.execute("PRAGMA mmap_size=1099511627776")  # read pages in place, no copies
-            return con
-
-    def _release(self, si: int, con: sqlite3.Connection) -> None:
-        self._conns[si].put(con)
+    def _ref(self, si: int) -> ShardRef:
+        return self._refs[si]
 
     def _map_shards(self, fn, items):
         if len(items) <= 1:
             return [fn(*it) for it in items]
+        return list(self._thread_pool().map(lambda it: fn(*it), items))
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:  # one long-lived pool: starting threads per call costs ms
                 n = min(len(self.shards), (os.cpu_count() or 1) * 2, 32)
-                self._pool = ThreadPoolExecutor(n, thread_name_prefix="corpus-shard")
-        return list(self._pool.map(lambda it: fn(*it), items))
+                self._pool = ThreadPoolExecutor(max(n, 1), thread_name_prefix="corpus-shard")
+        return self._pool
+
+    def _fan_out(self, fn, arg_lists: list[tuple], executor: ExecutorSpec) -> list:
+        """``[fn(*args) for args in arg_lists]`` on the executor (``fn`` a top-level
+        function, the args picklable); None / "local": this corpus's own thread pool."""
+        if executor is None:
+            executor = self.executor
+        if len(arg_lists) <= 1 and executor in (None, "local", "inline"):
+            return [fn(*args) for args in arg_lists]
+        if executor is None or executor == "local":
+            ex = self._thread_pool()
+            return [f.result() for f in [ex.submit(fn, *args) for args in arg_lists]]
+        n = min(len(self.shards), (os.cpu_count() or 1) * 2, 32)
+        with open_executor(executor, max_workers=max(n, 1), kind="thread") as ex:
+            return [f.result() for f in [ex.submit(fn, *args) for args in arg_lists]]
 
     def _split(self, ids: np.ndarray) -> np.ndarray:
         return np.searchsorted(self._offsets, ids, side="right") - 1
@@ -299,6 +317,7 @@ class Corpus:
         queries: Mapping[str, Sequence[str]],
         limit_per_label: int | None = None,
         mode: str = "phrase",
+        executor: ExecutorSpec = None,
     ) -> CaptionHits:
         """Find the rows whose caption contains a class name.
 
@@ -312,6 +331,9 @@ class Corpus:
         mode : "phrase" or "all_tokens"
             ``phrase``: the name's tokens appear consecutively and in order (case and
             punctuation ignored). ``all_tokens``: every token appears, anywhere.
+        executor : None, "local", "inline" or a concurrent.futures.Executor
+            Where the shards are searched (:mod:`priming.exec`; default: the corpus's
+            ``executor``, else its own thread pool). Every shard is one picklable task.
         """
         plan = _validate_queries(queries, mode)
         if limit_per_label is not None and (
@@ -322,162 +344,12 @@ class Corpus:
             raise ConfigError(
                 f"limit_per_label must be a positive integer or None, got {limit_per_label!r}"
             )
-        parts = self._map_shards(
-            lambda si: self._search_shard(si, plan, limit_per_label),
-            [(si,) for si in range(len(self.shards))],
+        parts = self._fan_out(
+            search_shard,
+            [(self._ref(si), plan, limit_per_label) for si in range(len(self.shards))],
+            executor,
         )
         return _assemble_hits(parts, plan, limit_per_label)
-
-    # Every shard answers with rowids first (FTS5 only, no row fetch); labels and
-    # ambiguity are decided with numpy set operations on those ids; then the metadata of
-    # the kept rows is fetched in one statement. A single label cannot be ambiguous, so
-    # it skips the id phase and fetches its rows straight from the FTS5 match.
-    _HIT_SQL = (
-        "SELECT r.id + ?, r.caption, r.url, r.nsfw, r.similarity FROM captions "
-        "JOIN rows r ON r.id = captions.rowid WHERE captions MATCH ? ORDER BY captions.rowid"
-    )
-    _ROWS_SQL = (
-        "SELECT id + ?, caption, url, nsfw, similarity FROM rows "
-        "WHERE id IN (SELECT value FROM json_each(?))"
-    )
-
-    def _search_shard(self, si: int, plan, limit: int | None):
-        """One shard's hits: ``(label_idx, name_idx, rows, ambiguous)``; ``rows`` are
-        ``(global_id, caption, url, nsfw, similarity)`` tuples aligned with the index
-        arrays; ``ambiguous`` is a list of ``(global_id, [label_idx, ...])``."""
-        con = self._acquire(si)
-        try:
-            offset = int(self._offsets[si])
-            if len(plan) == 1:
-                return self._search_one_label(con, plan[0][1], limit, offset)
-            if limit is None:
-                ids, li, ni, amb = self._match_sets(con, plan)
-            else:
-                ids, li, ni, amb = _member_arrays(self._match_limited(con, plan, limit), limit)
-            rows = self._fetch_hits(con, ids, offset)
-            return li, ni, rows, [(rid + offset, labs) for rid, labs in amb]
-        finally:
-            self._release(si, con)
-
-    def _search_one_label(self, con, names, limit: int | None, offset: int):
-        sql = self._HIT_SQL if limit is None else self._HIT_SQL + " LIMIT ?"
-        extra = () if limit is None else (limit,)
-        got = [con.execute(sql, (offset, expr, *extra)).fetchall() for _, expr in names]
-        if len(names) == 1:
-            rows = got[0]
-            ni = np.zeros(len(rows), np.int32)
-        else:  # a row matched by several names counts once, under the first name
-            seen: dict[int, tuple[int, tuple]] = {}
-            for k, rows in enumerate(got):
-                for r in rows:
-                    if r[0] not in seen:
-                        seen[r[0]] = (k, r)
-            keys = sorted(seen)[:limit] if limit is not None else sorted(seen)
-            rows = [seen[k][1] for k in keys]
-            ni = np.fromiter((seen[k][0] for k in keys), np.int32, len(keys))
-        return np.zeros(len(rows), np.int32), ni, rows, []
-
-    @staticmethod
-    def _rowids(con, expr: str) -> np.ndarray:
-        cur = con.execute("SELECT rowid FROM captions WHERE captions MATCH ?", (expr,))
-        return np.fromiter((r for (r,) in cur), np.int64)
-
-    def _match_sets(self, con, plan):
-        """Every hit of every label, as arrays: unambiguous ``ids`` (ascending) with their
-        label and first matching name, plus the ambiguous ``(id, [labels])``."""
-        per_ids, per_names = [], []
-        for _, names in plan:
-            found = [self._rowids(con, expr) for _, expr in names]
-            if len(found) == 1:
-                ids, ni = found[0], np.zeros(found[0].size, np.int32)
-            else:
-                cat = np.concatenate(found)
-                which = np.repeat(np.arange(len(found), dtype=np.int32), [a.size for a in found])
-                ids, first = np.unique(cat, return_index=True)  # first occurrence = first name
-                ni = which[first]
-            per_ids.append(ids)
-            per_names.append(ni)
-        all_ids = np.concatenate(per_ids)
-        all_li = np.repeat(np.arange(len(plan), dtype=np.int32), [a.size for a in per_ids])
-        all_ni = np.concatenate(per_names)
-        uniq, counts = np.unique(all_ids, return_counts=True)
-        multi = uniq[counts > 1]
-        amb: list[tuple[int, list[int]]] = []
-        if multi.size:
-            is_amb = np.isin(all_ids, multi)
-            a_ids, a_li = all_ids[is_amb], all_li[is_amb]
-            o = np.lexsort((a_li, a_ids))
-            a_ids, a_li = a_ids[o], a_li[o]
-            cuts = np.flatnonzero(np.diff(a_ids)) + 1
-            for rid, labs in zip(a_ids[np.r_[0, cuts]], np.split(a_li, cuts)):
-                amb.append((int(rid), labs.tolist()))
-            keep = ~is_amb
-            all_ids, all_li, all_ni = all_ids[keep], all_li[keep], all_ni[keep]
-        o = np.argsort(all_ids, kind="stable")
-        return all_ids[o], all_li[o], all_ni[o], amb
-
-    def _fetch_hits(self, con, ids: np.ndarray, offset: int) -> list[tuple]:
-        """Metadata rows for ascending local ``ids``, in that order."""
-        if not ids.size:
-            return []
-        rows = con.execute(self._ROWS_SQL, (offset, json.dumps(ids.tolist()))).fetchall()
-        got = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        if got.size != ids.size or not np.array_equal(got, ids + offset):  # pragma: no cover
-            pos = {r[0]: r for r in rows}
-            rows = [pos[int(i) + offset] for i in ids]
-        return rows
-
-    def _match_limited(self, con, plan, limit: int) -> dict[int, dict[int, int]]:
-        """Fetch about ``limit`` rows per label, then decide every fetched row's labels
-        exactly by matching all names against those rows' captions in memory.
-
-        Returns local row id -> {label index: index of its first matching name}."""
-        sql = (
-            "SELECT rowid FROM captions WHERE captions MATCH ? AND rowid > ? ORDER BY rowid LIMIT ?"
-        )
-        cursors = [[[expr, -1, False] for _, expr in names] for _, names in plan]
-        member: dict[int, dict[int, int]] = {}
-        mem = sqlite3.connect(":memory:")
-        mem.execute(
-            f"CREATE VIRTUAL TABLE m USING fts5(caption, detail=full, tokenize='{TOKENIZER}')"
-        )
-        while True:
-            new: set[int] = set()
-            have = Counter(next(iter(labs)) for labs in member.values() if len(labs) == 1)
-            for li, curs in enumerate(cursors):
-                want = limit - have[li]
-                if want <= 0:
-                    continue
-                for cur in curs:
-                    if cur[2]:
-                        continue
-                    got = [r for (r,) in con.execute(sql, (cur[0], cur[1], want))]
-                    if len(got) < want:
-                        cur[2] = True
-                    if got:
-                        cur[1] = got[-1]
-                    new.update(r for r in got if r not in member)
-            if not new:
-                break
-            caps = self._fetch(con, sorted(new), "id, caption")
-            mem.executemany("INSERT INTO m(rowid, caption) VALUES (?, ?)", caps.values())
-            ids_json = json.dumps(sorted(new))
-            for li, (_, names) in enumerate(plan):
-                for ni, (_, expr) in enumerate(names):
-                    q = "SELECT rowid FROM m WHERE m MATCH ? AND rowid IN (SELECT value FROM json_each(?))"
-                    for (rid,) in mem.execute(q, (expr, ids_json)):
-                        member.setdefault(rid, {}).setdefault(li, ni)
-            if not any(not c[2] for curs in cursors for c in curs):
-                break
-        mem.close()
-        return member
-
-    @staticmethod
-    def _fetch(con, local_ids: Sequence[int], columns: str) -> dict[int, tuple]:
-        if not len(local_ids):
-            return {}
-        sql = f"SELECT {columns} FROM rows WHERE id IN (SELECT value FROM json_each(?))"
-        return {r[0]: r for r in con.execute(sql, (json.dumps(list(map(int, local_ids))),))}
 
     # ---- metadata rows
     def rows(self, row_ids: Any) -> Any:
@@ -488,15 +360,12 @@ class Corpus:
         got: dict[int, tuple] = {}
 
         def one(si: int):
-            con = self._acquire(si)
-            try:
+            with shard_connection(self._ref(si)) as con:
                 local = ids[shard == si] - self._offsets[si]
-                res = self._fetch(
+                res = fetch_rows(
                     con, local.tolist(), "id, key, caption, url, width, height, nsfw, similarity"
                 )
                 return {k + int(self._offsets[si]): v for k, v in res.items()}
-            finally:
-                self._release(si, con)
 
         for part in self._map_shards(one, [(int(s),) for s in np.unique(shard)]):
             got.update(part)
@@ -518,6 +387,21 @@ class Corpus:
 
     # ---- embeddings
     def _require_embeddings(self) -> None:
+        if self.has_embeddings:
+            return
+        fp = self.manifest.get("embedding_fingerprint")
+        done = sum(
+            1
+            for s in self.shards
+            if "embeddings" in s and (fp is None or s.get("embedding_fingerprint") == fp)
+        )
+        if 0 < done < len(self.shards):
+            model = self.manifest.get("embedding_model") or "NAME"
+            raise ConfigError(
+                f"corpus {str(self.path)!r} has no embeddings yet: {done} of "
+                f"{len(self.shards)} shards embedded (an interrupted embed); run `priming corpus embed {self.path} --model "
+                f"{model}` to finish"
+            )
         if not self.has_embeddings:
             raise ConfigError(
                 f"corpus {str(self.path)!r} has no embeddings; add them with "
@@ -527,9 +411,15 @@ class Corpus:
     def _mmap(self, si: int) -> np.ndarray:
         mm = self._mmaps.get(si)
         if mm is None:
-            mm = np.load(
-                self.path / self.shards[si]["embeddings"], mmap_mode="r", allow_pickle=False
-            )
+            name = self.shards[si]["embeddings"]
+            try:
+                mm = np.load(self.path / name, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise DataError(
+                    f"corpus {str(self.path)!r}: embedding file {name!r} of shard "
+                    f"{self.shards[si]['name']} is damaged or unreadable ({exc}); run "
+                    f"`priming corpus info {self.path} --verify`"
+                ) from None
             if mm.shape != (self.shards[si]["n_rows"], self.manifest["dim"]):
                 raise DataError(
                     f"embedding shard {self.shards[si]['embeddings']!r} has shape {mm.shape}, "
@@ -723,31 +613,6 @@ class Corpus:
         )
 
 
-def _member_arrays(member: dict[int, dict[int, int]], limit: int):
-    """``_match_limited``'s result as ``_match_sets`` returns it, at most ``limit`` rows
-    per label (lowest ids first)."""
-    ids, lis, nis = [], [], []
-    have: Counter = Counter()
-    amb = []
-    for rid in sorted(member):
-        labs = member[rid]
-        if len(labs) == 1:
-            ((li, ni),) = labs.items()
-            if have[li] < limit:
-                have[li] += 1
-                ids.append(rid)
-                lis.append(li)
-                nis.append(ni)
-        else:
-            amb.append((rid, sorted(labs)))
-    return (
-        np.array(ids, np.int64),
-        np.array(lis, np.int32),
-        np.array(nis, np.int32),
-        amb,
-    )
-
-
 def _assemble_hits(parts, plan, limit: int | None) -> CaptionHits:
     """Merge the shards' hits into one table: grouped by label in query order, row ids
     ascending within a label, the first ``limit`` rows of each label."""
@@ -856,9 +721,10 @@ def _merge_topk(d1, i1, d2, i2, k):
     return np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
 
 
-def open_corpus(path: str | os.PathLike) -> Corpus:
-    """Open a corpus directory built by :func:`priming.corpus.build_corpus`."""
-    return Corpus(path)
+def open_corpus(path: str | os.PathLike, executor: ExecutorSpec = None) -> Corpus:
+    """Open a corpus directory built by :func:`priming.corpus.build_corpus`; ``executor``
+    is where its shard fan-outs (caption search) run by default."""
+    return Corpus(path, executor=executor)
 
 
 def index_path(corpus_dir: Path) -> Path:

@@ -9,28 +9,57 @@ from typing import Any
 
 import numpy as np
 
+from priming._fs import atomic_output, atomic_path
 from priming.corpus._ingest import _F16Writer
 from priming.corpus._manifest import (
     INDEX_DIR,
     SHARD_DIR,
+    as_progress_callback,
     atomic_write_json,
     read_manifest,
     sha256_file,
 )
 from priming.corpus._store import Corpus, _faiss
 from priming.errors import ConfigError, DataError
+from priming.exec import ExecutorSpec, open_executor
+from priming.progress import Tracker, track
 
 log = logging.getLogger(__name__)
 
-__all__ = ["fill_embeddings", "set_embeddings", "build_index"]
+__all__ = ["fill_embeddings", "set_embeddings", "build_index", "decode_image"]
 
-ENCODE_CHUNK = 8192
+#: captions per ``encode_texts`` call (and per progress report)
+ENCODE_CHUNK = 2048
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temp(shard_dir: Path) -> int:
+    """Remove the ``.NAME.tmp-PID`` files that a killed fill left (their writer process is
+    gone); files of a writer that is still running are left alone. Returns the count."""
+    n = 0
+    for p in shard_dir.glob(".*.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def _open_complete(corpus_dir: Path) -> dict[str, Any]:
     manifest = read_manifest(corpus_dir)
     if not manifest.get("complete"):
         raise DataError(f"corpus {str(corpus_dir)!r} is unfinished; resume its build first")
+    if clean_stale_temp(corpus_dir / SHARD_DIR):
+        log.info("removed temporary files an interrupted run left in %s", corpus_dir)
     return manifest
 
 
@@ -41,7 +70,6 @@ def _publish_shard_embeddings(corpus_dir: Path, manifest: dict, si: int, tag: st
     final = corpus_dir / SHARD_DIR / f"{shard['name']}.{tag}.f16.npy"
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     mask_final = final.with_name(f"{shard['name']}.{tag}.mask.npy")
-    mask_tmp = mask_final.with_name(f".{mask_final.name}.tmp-{os.getpid()}")
     writer = _F16Writer(tmp, manifest["dim"])
     try:
         extra = fill(writer) or {}
@@ -53,18 +81,14 @@ def _publish_shard_embeddings(corpus_dir: Path, manifest: dict, si: int, tag: st
         digest, size = sha256_file(tmp), tmp.stat().st_size
         mask = extra.get("mask")
         if mask is not None:
-            with open(mask_tmp, "wb") as fh:
+            with atomic_output(mask_final, fsync=True) as fh:
                 np.save(fh, np.asarray(mask, dtype=bool), allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            mask_digest = sha256_file(mask_tmp)
-            os.replace(mask_tmp, mask_final)
+            mask_digest = sha256_file(mask_final)
         os.replace(tmp, final)
     except BaseException:
         if not writer.fh.closed:
             writer.fh.close()
         tmp.unlink(missing_ok=True)
-        mask_tmp.unlink(missing_ok=True)
         raise
     old = shard.get("embeddings")
     old_mask = shard.pop("embeddings_mask", None)
@@ -119,6 +143,59 @@ def _start_embedding(
     return same
 
 
+def _check_encoder(encoder: Any, batch_size: Any, needs: str) -> None:
+    for attr in (needs, "name", "fingerprint", "dim"):
+        if not hasattr(encoder, attr):
+            raise ConfigError(f"encoder {encoder!r} lacks {attr!r}; expected a priming encoder")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _shard_done(corpus_dir: Path, shard: dict, fp: str) -> bool:
+    return (
+        shard.get("embedding_fingerprint") == fp
+        and (corpus_dir / shard.get("embeddings", "")).is_file()
+    )
+
+
+def _checked_vectors(vecs: Any, encoder: Any, n: int, dim: int, what: str, shard: str):
+    vecs = np.asarray(vecs, dtype=np.float32)
+    if vecs.shape != (n, dim):
+        raise DataError(
+            f"encoder {encoder.name!r} returned shape {vecs.shape} for {n} {what}, "
+            f"expected ({n}, {dim})"
+        )
+    if not np.isfinite(vecs).all():
+        raise DataError(f"encoder {encoder.name!r} returned NaN/inf for shard {shard}")
+    return vecs
+
+
+def _caption_filler(db: Path, shard: dict, encoder: Any, dim: int, batch_size: int, bar: Tracker):
+    def fill(writer) -> None:
+        import sqlite3
+        import urllib.parse
+
+        con = sqlite3.connect(f"file:{urllib.parse.quote(str(db.resolve()))}?mode=ro", uri=True)
+        try:
+            cur = con.execute("SELECT caption FROM rows ORDER BY id")
+            while batch := cur.fetchmany(ENCODE_CHUNK):
+                texts = [r[0] for r in batch]
+                vecs = encoder.encode_texts(texts, batch_size=batch_size)
+                writer.write(
+                    _checked_vectors(vecs, encoder, len(texts), dim, "captions", shard["name"])
+                )
+                bar.advance(len(texts))
+        except sqlite3.DatabaseError as exc:
+            raise DataError(
+                f"shard {shard['name']} ({db}) is damaged or unreadable ({exc}); run "
+                f"`priming corpus info {db.parent.parent} --verify`"
+            ) from None
+        finally:
+            con.close()
+
+    return fill
+
+
 def fill_embeddings(
     corpus_dir: str | os.PathLike,
     encoder: Any,
@@ -128,74 +205,55 @@ def fill_embeddings(
     images: str | os.PathLike | None = None,
     decode: Any = None,
     workers: int | None = None,
+    executor: ExecutorSpec = None,
 ) -> Path:
     """Embed every caption with ``encoder.encode_texts`` and store the vectors row-aligned.
 
     The result is a single-tower corpus (caption embeddings stand in for image
     embeddings). Each shard is written under a temporary name and published atomically;
     an interrupted fill resumes at the first shard not yet embedded by the same encoder
-    (same ``fingerprint``). ``progress(done, total)`` is called after each shard.
+    (same ``fingerprint``). ``progress`` (a :data:`priming.progress.ProgressCallback`)
+    receives the task ``"embed captions"`` (or ``"embed images"``) in rows, with the
+    number of rows still to embed as its total, advanced every few thousand rows.
 
     With ``images`` (a folder of img2dataset output, or one ``.tar``), the rows' images
     are embedded instead, with ``encoder.encode_images``: each sample is mapped to its row
     by the ``row_id`` field of its json (written by :func:`export_urls`), else by its
     ``url``. ``decode(data: bytes, name: str) -> PIL.Image`` decodes an image and raises
-    :class:`~priming.errors.DataError` when it cannot (the CLI passes
-    ``priming.encoders.images.load_image``; the default is a plain Pillow decode).
+    :class:`~priming.errors.DataError` when it cannot (default: :func:`decode_image`,
+    the one decoder, :func:`priming.images.load_image`, with its pixel-limit guard).
+    Images are decoded on ``executor`` (:mod:`priming.exec`; default: ``workers``
+    local threads), one picklable task per image.
     Rows without a usable image get no embedding: they are marked in a per-shard mask,
     never returned by ``knn`` and read back as NaN by ``embeddings``; the counts (and
     examples of corrupt images) are in the manifest's ``image_stats``.
     """
     if images is not None:
         return _fill_from_images(
-            Path(corpus_dir), encoder, images, batch_size, overwrite, progress, decode, workers
+            Path(corpus_dir),
+            encoder,
+            images,
+            batch_size,
+            overwrite,
+            as_progress_callback(progress),
+            decode,
+            workers,
+            executor,
         )
     corpus_dir = Path(corpus_dir)
-    for attr in ("encode_texts", "name", "fingerprint", "dim"):
-        if not hasattr(encoder, attr):
-            raise ConfigError(f"encoder {encoder!r} lacks {attr!r}; expected a priming encoder")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_encoder(encoder, batch_size, "encode_texts")
     manifest = _open_complete(corpus_dir)
     dim, fp = int(encoder.dim), str(encoder.fingerprint)
     _start_embedding(manifest, str(encoder.name), fp, dim, "captions", overwrite)
     atomic_write_json(corpus_dir / "manifest.json", manifest)
-    tag = fp[:12]
-    for si, shard in enumerate(manifest["shards"]):
-        if (
-            shard.get("embedding_fingerprint") == fp
-            and (corpus_dir / shard.get("embeddings", "")).is_file()
-        ):
-            continue
-        db = corpus_dir / shard["db"]
-
-        def fill(writer, db=db, shard=shard):
-            import sqlite3
-            import urllib.parse
-
-            con = sqlite3.connect(f"file:{urllib.parse.quote(str(db.resolve()))}?mode=ro", uri=True)
-            try:
-                cur = con.execute("SELECT caption FROM rows ORDER BY id")
-                while batch := cur.fetchmany(ENCODE_CHUNK):
-                    texts = [r[0] for r in batch]
-                    vecs = np.asarray(encoder.encode_texts(texts, batch_size=batch_size))
-                    if vecs.shape != (len(texts), dim):
-                        raise DataError(
-                            f"encoder {encoder.name!r} returned shape {vecs.shape} for "
-                            f"{len(texts)} captions, expected ({len(texts)}, {dim})"
-                        )
-                    if not np.isfinite(vecs).all():
-                        raise DataError(
-                            f"encoder {encoder.name!r} returned NaN/inf for shard {shard['name']}"
-                        )
-                    writer.write(vecs)
-            finally:
-                con.close()
-
-        _publish_shard_embeddings(corpus_dir, manifest, si, tag, fill)
-        log.info("embedded shard %s (%d rows)", shard["name"], shard["n_rows"])
-        if progress is not None:
-            progress(si + 1, len(manifest["shards"]))
+    todo = [si for si, s in enumerate(manifest["shards"]) if not _shard_done(corpus_dir, s, fp)]
+    total = sum(int(manifest["shards"][si]["n_rows"]) for si in todo)
+    with track(as_progress_callback(progress), "embed captions", total, "rows") as bar:
+        for si in todo:
+            shard = manifest["shards"][si]
+            fill = _caption_filler(corpus_dir / shard["db"], shard, encoder, dim, batch_size, bar)
+            _publish_shard_embeddings(corpus_dir, manifest, si, fp[:12], fill)
+            log.info("embedded shard %s (%d rows)", shard["name"], shard["n_rows"])
     manifest["has_embeddings"] = True
     atomic_write_json(corpus_dir / "manifest.json", manifest)
     return corpus_dir
@@ -205,20 +263,22 @@ IMAGE_CHUNK = 512
 MAX_EXAMPLES = 50
 
 
-def _pil_decode(data: bytes, name: str):
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        from priming.errors import missing_dependency
+def decode_image(data: bytes, name: str):
+    """Decode one image's bytes to RGB with :func:`priming.images.load_image` (EXIF
+    orientation, mode conversion, the pixel-limit guard); a DataError names ``name``."""
+    from priming import images
 
-        raise missing_dependency("pillow", "clip") from None
-    import io
+    return images.load_image(data, max_pixels=images.DEFAULT_MAX_PIXELS, name=name)
 
+
+def _decode_sample(read: Any, source: str, decode: Any):
+    """``(image, None)`` or ``(None, reason)`` for one sample (a picklable task)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.convert("RGB")
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad image
-        raise DataError(f"{name}: cannot decode image: {exc}") from None
+        return decode(read(), source), None
+    except DataError as exc:
+        return None, str(exc)
+    except OSError as exc:
+        return None, f"{source}: cannot read: {exc}"
 
 
 def _url_lookup(manifest: dict, corpus_dir: Path):
@@ -247,42 +307,79 @@ def _url_lookup(manifest: dict, corpus_dir: Path):
     return lookup
 
 
-def _fill_from_images(
-    corpus_dir: Path,
-    encoder: Any,
-    images: str | os.PathLike,
-    batch_size: int,
-    overwrite: bool,
-    progress: Any,
-    decode: Any,
-    workers: int | None,
-) -> Path:
+class _ImageShardFill:
+    """Fills one shard's embedding file from its matched images: decoded on the executor
+    in chunks, embedded, written in row order with zero rows (masked) where no image is."""
+
+    def __init__(self, ctx: dict[str, Any], shard: dict, mine: np.ndarray) -> None:
+        self.ctx, self.shard, self.mine = ctx, shard, mine
+        self.a, self.n = int(shard["row_offset"]), int(shard["n_rows"])
+
+    def _decode(self, chunk: np.ndarray) -> list:
+        ex, by_row, decode = self.ctx["executor"], self.ctx["by_row"], self.ctx["decode"]
+        smps = [by_row[int(r)] for r in chunk]
+        futs = [ex.submit(_decode_sample, s.read, s.source, decode) for s in smps]
+        return [f.result() for f in futs]
+
+    def __call__(self, writer) -> dict[str, Any]:
+        encoder, dim, by_row = self.ctx["encoder"], self.ctx["dim"], self.ctx["by_row"]
+        mask = np.zeros(self.n, dtype=bool)
+        corrupt: list[tuple[str, str]] = []
+        cursor = 0
+        zeros = np.zeros((min(self.n, 65536), dim), np.float32)
+
+        def pad_to(stop: int) -> None:
+            nonlocal cursor
+            while cursor < stop:
+                step = min(stop - cursor, zeros.shape[0])
+                writer.write(zeros[:step])
+                cursor += step
+
+        for start in range(0, self.mine.size, IMAGE_CHUNK):
+            chunk = self.mine[start : start + IMAGE_CHUNK]
+            decoded = self._decode(chunk)
+            ok = [i for i, (img, _) in enumerate(decoded) if img is not None]
+            corrupt += [(by_row[int(chunk[i])].source, r)
+                        for i, (_, r) in enumerate(decoded) if r is not None]  # fmt: skip
+            if ok:
+                vecs = encoder.encode_images(
+                    [decoded[i][0] for i in ok], batch_size=self.ctx["batch_size"]
+                )
+                vecs = _checked_vectors(vecs, encoder, len(ok), dim, "images", self.shard["name"])
+                for j, i in enumerate(ok):
+                    local = int(chunk[i]) - self.a
+                    pad_to(local)
+                    writer.write(vecs[j : j + 1])
+                    cursor += 1
+                    mask[local] = True
+            self.ctx["bar"].advance(chunk.size)
+        pad_to(self.n)
+        for source, reason in corrupt[:MAX_EXAMPLES]:
+            log.warning("image %s skipped: %s", source, reason)
+        stats = {
+            "embedded": int(mask.sum()),
+            "corrupt": len(corrupt),
+            "no_image": int(self.n - mask.sum() - len(corrupt)),
+            "corrupt_examples": [list(x) for x in corrupt[:MAX_EXAMPLES]],
+        }
+        return {"mask": mask, "stats": stats}
+
+
+def _match_images(corpus_dir: Path, manifest: dict, encoder: Any, images, overwrite: bool):
+    """Scan and match the img2dataset output, prepare the manifest; returns the match and
+    the fingerprint of these embeddings (encoder + image files)."""
     import hashlib
-    from concurrent.futures import ThreadPoolExecutor
 
     from priming.corpus._images import images_signature, match_samples, scan_img2dataset
 
-    modality = getattr(encoder, "modality", "image")
-    if modality not in ("image", "image-text") or not hasattr(encoder, "encode_images"):
-        raise ConfigError(
-            f"encoder {getattr(encoder, 'name', encoder)!r} has no image tower (modality "
-            f"{modality!r}); embedding images needs an image or image-text model "
-            "(e.g. hf: CLIP, open_clip:)"
-        )
-    for attr in ("name", "fingerprint", "dim"):
-        if not hasattr(encoder, attr):
-            raise ConfigError(f"encoder {encoder!r} lacks {attr!r}; expected a priming encoder")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    decode = decode or _pil_decode
-    manifest = _open_complete(corpus_dir)
-    dim = int(encoder.dim)
     fp = hashlib.sha256(
         f"images\0{encoder.fingerprint}\0{images_signature(images)}".encode()
     ).hexdigest()
     samples = scan_img2dataset(images)
     match = match_samples(samples, int(manifest["n_rows"]), _url_lookup(manifest, corpus_dir))
-    _start_embedding(manifest, str(encoder.name), fp, dim, f"images:{os.fspath(images)}", overwrite)
+    _start_embedding(
+        manifest, str(encoder.name), fp, int(encoder.dim), f"images:{os.fspath(images)}", overwrite
+    )
     manifest["encoder_fingerprint"] = str(encoder.fingerprint)
     manifest["image_match"] = {
         "samples": len(samples),
@@ -295,88 +392,56 @@ def _fill_from_images(
     atomic_write_json(corpus_dir / "manifest.json", manifest)
     for source, reason in match.unmatched[:MAX_EXAMPLES]:
         log.warning("image sample %s not used: %s", source, reason)
+    return match, fp
+
+
+def _fill_from_images(
+    corpus_dir: Path,
+    encoder: Any,
+    images: str | os.PathLike,
+    batch_size: int,
+    overwrite: bool,
+    progress: Any,
+    decode: Any,
+    workers: int | None,
+    executor: ExecutorSpec = None,
+) -> Path:
+    modality = getattr(encoder, "modality", "image")
+    if modality not in ("image", "image-text") or not hasattr(encoder, "encode_images"):
+        raise ConfigError(
+            f"encoder {getattr(encoder, 'name', encoder)!r} has no image tower (modality "
+            f"{modality!r}); embedding images needs an image or image-text model "
+            "(e.g. hf: CLIP, open_clip:)"
+        )
+    _check_encoder(encoder, batch_size, "encode_images")
+    manifest = _open_complete(corpus_dir)
+    match, fp = _match_images(corpus_dir, manifest, encoder, images, overwrite)
     rows_sorted = np.array(sorted(match.by_row), dtype=np.int64)
-    tag = fp[:12]
-    pool = ThreadPoolExecutor(max(1, workers or min(8, os.cpu_count() or 1)))
-
-    def load(rid: int):
-        smp = match.by_row[rid]
-        try:
-            return decode(smp.read(), smp.source), None
-        except DataError as exc:
-            return None, str(exc)
-        except OSError as exc:
-            return None, f"{smp.source}: cannot read: {exc}"
-
-    try:
-        for si, shard in enumerate(manifest["shards"]):
-            if (
-                shard.get("embedding_fingerprint") == fp
-                and (corpus_dir / shard.get("embeddings", "")).is_file()
-            ):
-                continue
+    todo = []
+    for si, shard in enumerate(manifest["shards"]):
+        if not _shard_done(corpus_dir, shard, fp):
             a, n = int(shard["row_offset"]), int(shard["n_rows"])
-            mine = rows_sorted[(rows_sorted >= a) & (rows_sorted < a + n)]
-
-            def fill(writer, a=a, n=n, mine=mine, shard=shard):
-                mask = np.zeros(n, dtype=bool)
-                corrupt: list[tuple[str, str]] = []
-                cursor = 0
-                zeros = np.zeros((min(n, 65536), dim), np.float32)
-
-                def pad_to(stop: int) -> None:
-                    nonlocal cursor
-                    while cursor < stop:
-                        step = min(stop - cursor, zeros.shape[0])
-                        writer.write(zeros[:step])
-                        cursor += step
-
-                for start in range(0, mine.size, IMAGE_CHUNK):
-                    chunk = mine[start : start + IMAGE_CHUNK]
-                    decoded = list(pool.map(load, chunk.tolist()))
-                    ok = [i for i, (img, _) in enumerate(decoded) if img is not None]
-                    corrupt += [(match.by_row[int(chunk[i])].source, r)
-                                for i, (_, r) in enumerate(decoded) if r is not None]  # fmt: skip
-                    vecs = np.zeros((0, dim), np.float32)
-                    if ok:
-                        vecs = np.asarray(
-                            encoder.encode_images(
-                                [decoded[i][0] for i in ok], batch_size=batch_size
-                            ),
-                            dtype=np.float32,
-                        )
-                        if vecs.shape != (len(ok), dim):
-                            raise DataError(
-                                f"encoder {encoder.name!r} returned shape {vecs.shape} for "
-                                f"{len(ok)} images, expected ({len(ok)}, {dim})"
-                            )
-                        if not np.isfinite(vecs).all():
-                            raise DataError(
-                                f"encoder {encoder.name!r} returned NaN/inf for shard {shard['name']}"
-                            )
-                    for j, i in enumerate(ok):
-                        local = int(chunk[i]) - a
-                        pad_to(local)
-                        writer.write(vecs[j : j + 1])
-                        cursor += 1
-                        mask[local] = True
-                pad_to(n)
-                for source, reason in corrupt[:MAX_EXAMPLES]:
-                    log.warning("image %s skipped: %s", source, reason)
-                stats = {
-                    "embedded": int(mask.sum()),
-                    "corrupt": len(corrupt),
-                    "no_image": int(n - mask.sum() - len(corrupt)),
-                    "corrupt_examples": [list(x) for x in corrupt[:MAX_EXAMPLES]],
-                }
-                return {"mask": mask, "stats": stats}
-
-            _publish_shard_embeddings(corpus_dir, manifest, si, tag, fill)
+            todo.append((si, rows_sorted[(rows_sorted >= a) & (rows_sorted < a + n)]))
+    n_workers = max(1, workers or min(8, os.cpu_count() or 1))
+    total = sum(int(m.size) for _, m in todo)
+    with (
+        open_executor(executor, max_workers=n_workers, kind="thread") as ex,
+        track(progress, "embed images", total, "rows") as bar,
+    ):
+        ctx = {
+            "executor": ex,
+            "by_row": match.by_row,
+            "decode": decode or decode_image,
+            "encoder": encoder,
+            "dim": int(encoder.dim),
+            "batch_size": batch_size,
+            "bar": bar,
+        }
+        for si, mine in todo:
+            shard = manifest["shards"][si]
+            fill = _ImageShardFill(ctx, shard, mine)
+            _publish_shard_embeddings(corpus_dir, manifest, si, fp[:12], fill)
             log.info("embedded images of shard %s", shard["name"])
-            if progress is not None:
-                progress(si + 1, len(manifest["shards"]))
-    finally:
-        pool.shutdown(wait=True)
     totals = {"embedded": 0, "corrupt": 0, "no_image": 0}
     for shard in manifest["shards"]:
         for k in totals:
@@ -502,14 +567,9 @@ def build_index(
         index.add_with_ids(block, ids)
     out = corpus_dir / INDEX_DIR / "ivfpq.faiss"
     out.parent.mkdir(exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out, make_parents=False) as tmp:
         faiss.write_index(index, str(tmp))
         digest = sha256_file(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     manifest = corpus.manifest
     manifest["index"] = {
         "file": f"{INDEX_DIR}/{out.name}",

@@ -14,6 +14,7 @@ from priming.data.datasets import (
     ImageFolderDataset,
     ManifestDataset,
     WebDataset,
+    file_identity,
     open_dataset,
 )
 from priming.data.embeddings import EmbeddedData, load_embeddings
@@ -27,6 +28,7 @@ __all__ = [
     "WebDataset",
     "cache_key",
     "embed",
+    "file_identity",
     "load_embeddings",
     "open_dataset",
 ]

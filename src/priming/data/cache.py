@@ -35,8 +35,10 @@ from priming._fs import atomic_output, make_dir
 from priming.data.datasets import Dataset, open_dataset
 from priming.data.embeddings import EmbeddedData
 from priming.encoders.base import Encoder, l2_normalize
-from priming.encoders.images import DEFAULT_MAX_PIXELS
 from priming.errors import ConfigError, DataError
+from priming.exec import ExecutorSpec
+from priming.images import DEFAULT_MAX_PIXELS
+from priming.progress import ProgressCallback, Tracker, track
 
 log = logging.getLogger(__name__)
 
@@ -101,24 +103,29 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _progress(total: int, initial: int, enabled: bool, desc: str):
-    if not enabled:
+def _callback(progress: Any) -> ProgressCallback | None:
+    """``progress=`` as a callback; the old bools (True / False) report nothing."""
+    if progress is None or isinstance(progress, bool):
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(
-        total=total, initial=initial, desc=desc, unit="item", dynamic_ncols=True, smoothing=0.1
-    )
+    if not callable(progress):
+        raise ConfigError(f"progress must be a ProgressCallback or None, got {progress!r}")
+    return progress
 
 
 class _Runner:
     """Encodes ranges of a dataset's items, skipping (and recording) bad ones."""
 
-    def __init__(self, encoder: Any, ds: Dataset, batch_size: int, workers: int | None, bar):
+    def __init__(
+        self,
+        encoder: Any,
+        ds: Dataset,
+        batch_size: int,
+        workers: int | None,
+        bar: Tracker,
+        executor: ExecutorSpec = None,
+    ):
         self.encoder, self.ds, self.batch_size, self.bar = encoder, ds, batch_size, bar
-        self.workers = workers
+        self.workers, self.executor = workers, executor
         self.prepare = getattr(encoder, "_prepare_image", None)
         self.encode_prepared = getattr(encoder, "_encode_image_batch", None)
         if self.prepare is None or self.encode_prepared is None:
@@ -156,8 +163,12 @@ class _Runner:
         rows: list[np.ndarray] = []
         skipped: list[list] = []
         idx = list(range(start, stop))
-        workers = 1 if self.ds.kind == "text" else self.workers
-        for a, b, prepared in Encoder.iter_prepared(idx, self._prep, self.batch_size, workers):
+        text = self.ds.kind == "text"
+        workers = 1 if text else self.workers
+        executor = None if text else self.executor
+        for a, b, prepared in Encoder.iter_prepared(
+            idx, self._prep, self.batch_size, workers, executor
+        ):
             good = [(i, v) for i, v in zip(idx[a:b], prepared) if not isinstance(v, _Skip)]
             for i, v in zip(idx[a:b], prepared):
                 if isinstance(v, _Skip):
@@ -171,8 +182,7 @@ class _Runner:
                     )
                 rows.append(emb)
                 ok.extend(i for i, _ in good)
-            if self.bar is not None:
-                self.bar.update(b - a)
+            self.bar.advance(b - a)
         return ok, (np.concatenate(rows) if rows else None), skipped
 
 
@@ -196,12 +206,13 @@ def embed(
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 64,
     workers: int | None = None,
-    progress: bool = False,
+    progress: ProgressCallback | bool | None = None,
     *,
     shard_size: int | None = None,
     cache_dtype: str = "float32",
     fingerprint: str = "stat",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    executor: ExecutorSpec = None,
 ) -> EmbeddedData:
     """Embed every item of ``dataset`` with ``encoder``, through a resumable cache.
 
@@ -217,8 +228,10 @@ def embed(
         Where cache entries live; None computes in memory without caching.
     batch_size, workers : int
         Items per forward pass; decoding threads (None: up to 8, one per core).
-    progress : bool
-        Show a tqdm progress bar.
+    progress : priming.progress.ProgressCallback, optional
+        Receives the task ``"embed"`` in items (total: every item of the dataset; items
+        already in the cache count as done at the start). A bool is accepted and reports
+        nothing (the CLI draws bars).
     shard_size : int, optional
         Items per cache shard, the unit of resumption (default: 16 batches, at least 1024).
     cache_dtype : {"float32", "float16"}
@@ -227,6 +240,9 @@ def embed(
         How files are identified for the cache key (see :func:`open_dataset`).
     max_pixels : int or None
         Decompression-bomb limit per image.
+    executor : None, "local", "inline" or a concurrent.futures.Executor
+        Where images are decoded and prepared ahead of the model (:mod:`priming.exec`;
+        default: ``workers`` local threads).
 
     Returns
     -------
@@ -260,12 +276,9 @@ def embed(
     n = len(ds)
     t0 = time.perf_counter()
     if cache_dir is None:
-        bar = _progress(n, 0, progress, "embed")
-        try:
-            ok, X, skipped = _Runner(encoder, ds, int(batch_size), workers, bar).run(0, n)
-        finally:
-            if bar is not None:
-                bar.close()
+        with track(_callback(progress), "embed", n, "items") as bar:
+            runner = _Runner(encoder, ds, int(batch_size), workers, bar, executor)
+            ok, X, skipped = runner.run(0, n)
         dim = int(X.shape[1]) if X is not None else int(getattr(encoder, "dim", 0))
         X = X if X is not None else np.zeros((0, dim), np.float32)
         if cache_dtype == "float16":
@@ -278,9 +291,9 @@ def embed(
         if (entry / "meta.json").is_file():
             log.info("cache hit: %s", entry)
             return _read_entry(entry, encoder)
-        result = _fill_entry(
-            entry, key, encoder, ds, int(batch_size), workers, progress, shard_size, cache_dtype
-        )
+        with track(_callback(progress), "embed", n, "items") as bar:
+            runner = _Runner(encoder, ds, int(batch_size), workers, bar, executor)
+            result = _fill_entry(entry, key, runner, shard_size, cache_dtype)
     log.info("embedded %d items in %.1fs into %s", n, time.perf_counter() - t0, entry)
     return result
 
@@ -314,7 +327,8 @@ def _load_part(parts: Path, s: int, dim: int | None) -> tuple[dict, np.ndarray] 
     return meta, arr
 
 
-def _fill_entry(entry, key, encoder, ds, batch_size, workers, progress, shard_size, cache_dtype):
+def _fill_entry(entry, key, runner: _Runner, shard_size, cache_dtype):
+    encoder, ds, batch_size = runner.encoder, runner.ds, runner.batch_size
     n = len(ds)
     parts = entry / "parts"
     parts.mkdir(parents=True, exist_ok=True)
@@ -338,27 +352,20 @@ def _fill_entry(entry, key, encoder, ds, batch_size, workers, progress, shard_si
     n_done = sum(min(n, (s + 1) * size) - s * size for s in done)
     if done:
         log.info("resuming %s: %d of %d shards already done", entry, len(done), n_shards)
-    bar = _progress(n, n_done, progress, "embed")
-    runner = _Runner(encoder, ds, batch_size, workers, bar)
+    runner.bar.advance(n_done)
     n_computed = 0
     dtype = np.dtype(cache_dtype)
-    try:
-        for s in range(n_shards):
-            if s in done:
-                continue
-            a, b = s * size, min(n, (s + 1) * size)
-            ok, X, skipped = runner.run(a, b)
-            if X is None:
-                X = np.zeros((0, dim or int(getattr(encoder, "dim", 0))), np.float32)
-            dim = dim or int(X.shape[1])
-            _save_npy(parts / f"{s:06d}.npy", X.astype(dtype))
-            _save_json(
-                parts / f"{s:06d}.json", {"start": a, "stop": b, "ok": ok, "skipped": skipped}
-            )
-            n_computed += b - a
-    finally:
-        if bar is not None:
-            bar.close()
+    for s in range(n_shards):
+        if s in done:
+            continue
+        a, b = s * size, min(n, (s + 1) * size)
+        ok, X, skipped = runner.run(a, b)
+        if X is None:
+            X = np.zeros((0, dim or int(getattr(encoder, "dim", 0))), np.float32)
+        dim = dim or int(X.shape[1])
+        _save_npy(parts / f"{s:06d}.npy", X.astype(dtype))
+        _save_json(parts / f"{s:06d}.json", {"start": a, "stop": b, "ok": ok, "skipped": skipped})
+        n_computed += b - a
     return _assemble(entry, encoder, ds, n_shards, parts, dim, dtype, n_computed)
 
 

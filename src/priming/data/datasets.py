@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from priming.encoders.images import DEFAULT_MAX_PIXELS, load_image
 from priming.errors import ConfigError, DataError
+from priming.images import DEFAULT_MAX_PIXELS, load_image
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ __all__ = [
     "WebDataset",
     "EmbeddingFileDataset",
     "open_dataset",
+    "file_identity",
     "IMAGE_EXTENSIONS",
 ]
 
@@ -98,7 +99,9 @@ class Dataset:
         return h.hexdigest()
 
 
-def _file_identity(path: Path, mode: str) -> list[Any]:
+def file_identity(path: Path, mode: str) -> list[Any]:
+    """How a file enters a fingerprint: ``[size, mtime_ns]`` (``mode="stat"``) or
+    ``[size, sha256]`` (``mode="content"``); ``[None]`` when it cannot be read."""
     try:
         st = path.stat()
     except OSError:
@@ -110,6 +113,10 @@ def _file_identity(path: Path, mode: str) -> list[Any]:
                 h.update(chunk)
         return [st.st_size, h.hexdigest()]
     return [st.st_size, st.st_mtime_ns]
+
+
+#: the old private name, kept until the merge (``priming.eval.reproduce_np`` imports it)
+_file_identity = file_identity
 
 
 class _FileListDataset(Dataset):
@@ -129,7 +136,7 @@ class _FileListDataset(Dataset):
         return None
 
     def _fingerprint_parts(self) -> list[Any]:
-        return [[i, _file_identity(p, self.fingerprint_mode)] for i, p in zip(self.ids, self.paths)]
+        return [[i, file_identity(p, self.fingerprint_mode)] for i, p in zip(self.ids, self.paths)]
 
 
 class ImageFolderDataset(_FileListDataset):
@@ -270,7 +277,7 @@ class ManifestDataset(_FileListDataset):
         return self.texts[i]
 
     def _fingerprint_parts(self) -> list[Any]:
-        parts: list[Any] = [["manifest", _file_identity(Path(self.source), "content")]]
+        parts: list[Any] = [["manifest", file_identity(Path(self.source), "content")]]
         if self.kind == "text":
             return parts + [self.ids, self.texts]
         return parts + super()._fingerprint_parts()
@@ -396,7 +403,7 @@ class WebDataset(Dataset):
         return load_image(data, max_pixels=self.max_pixels, name=self.ids[i])
 
     def _fingerprint_parts(self) -> list[Any]:
-        return [[t, _file_identity(Path(t), self.fingerprint_mode)] for t in self.tars] + [self.ids]
+        return [[t, file_identity(Path(t), self.fingerprint_mode)] for t in self.tars] + [self.ids]
 
 
 class EmbeddingFileDataset(Dataset):
@@ -416,7 +423,7 @@ class EmbeddingFileDataset(Dataset):
         raise ConfigError(f"{self.source}: embedding files hold no images")
 
     def _fingerprint_parts(self) -> list[Any]:
-        return [[self.source, _file_identity(Path(self.source), "content")]]
+        return [[self.source, file_identity(Path(self.source), "content")]]
 
 
 def open_dataset(

@@ -8,18 +8,22 @@ and parallel image preparation live here once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from priming.errors import ConfigError, DataError, missing_dependency
+from priming._optional import require
+from priming.errors import ConfigError, DataError
+from priming.exec import ExecutorSpec, open_executor
+from priming.imprint.normalize import l2_normalize as _l2_normalize
+from priming.progress import ProgressCallback, track
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +44,7 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def _import_torch():
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise missing_dependency("torch", "clip") from None
-    return torch
+    return require("torch", "clip")
 
 
 def choose_device(device: str | None = None) -> str:
@@ -91,10 +91,9 @@ def torch_dtype(precision: str):
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation in float32; all-zero rows stay zero (never NaN)."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    """:func:`priming.imprint.normalize.l2_normalize` (the one implementation) in
+    float32, the encoders' output dtype; all-zero rows stay zero (never NaN)."""
+    return _l2_normalize(np.asarray(x, dtype=np.float32))
 
 
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}
@@ -139,14 +138,21 @@ def make_fingerprint(**parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
+def _callback(progress: Any) -> ProgressCallback | None:
+    """``progress=`` as a callback: the old bools (True / False) report nothing."""
+    if progress is None or isinstance(progress, bool):
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="item", dynamic_ncols=True)
+    if not callable(progress):
+        raise ConfigError(f"progress must be a ProgressCallback or None, got {progress!r}")
+    return progress
+
+
+def _load_and_prepare(prepare: Callable[[Any], Any], item: Any) -> Any:
+    """Decode one image (a path, bytes or a PIL image) with the one decoder, then
+    ``prepare`` it for the model (a top-level task for the executor)."""
+    from priming.images import load_image
+
+    return prepare(load_image(item))
 
 
 def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
@@ -216,9 +222,16 @@ class Encoder:
 
     # -- public API -------------------------------------------------------------------
     def encode_texts(
-        self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False
+        self,
+        texts: Sequence[str],
+        batch_size: int | None = None,
+        progress: ProgressCallback | bool | None = None,
     ) -> np.ndarray:
-        """Embed ``texts``; returns an ``(n, dim)`` float32 array with unit-norm rows."""
+        """Embed ``texts``; returns an ``(n, dim)`` float32 array with unit-norm rows.
+
+        ``progress``: a :data:`priming.progress.ProgressCallback` that receives the task
+        ``"encode texts"`` in texts, per batch (a bool is accepted and reports nothing).
+        """
         if not self.has_text:
             raise ConfigError(
                 f"encoder {self.name!r} has no text tower (modality {self.modality!r}); "
@@ -232,61 +245,55 @@ class Encoder:
                 raise DataError(f"texts[{i}] is {type(t).__name__}, expected str")
         bs = _check_batch_size(batch_size or self.default_batch_size)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        bar = _progress(len(texts), "texts", progress)
-        try:
+        with track(_callback(progress), "encode texts", len(texts), "texts") as bar:
             for a, b in _chunks(len(texts), bs):
                 out[a:b] = self._encode_text_batch(texts[a:b])
-                if bar is not None:
-                    bar.update(b - a)
-        finally:
-            if bar is not None:
-                bar.close()
+                bar.advance(b - a)
         return l2_normalize(out)
 
     def encode_images(
         self,
         images: Sequence[Any],
         batch_size: int | None = None,
-        progress: bool = False,
+        progress: ProgressCallback | bool | None = None,
         workers: int | None = None,
+        executor: ExecutorSpec = None,
     ) -> np.ndarray:
         """Embed images (PIL images or file paths); ``(n, dim)`` float32, unit-norm rows.
 
         Paths are decoded with EXIF orientation, converted to RGB and checked against the
-        decompression-bomb limit; a file that cannot be decoded raises :class:`DataError`
-        naming it (use :func:`priming.data.embed` to skip and report bad files instead).
+        decompression-bomb limit (:func:`priming.images.load_image`); a file that cannot be
+        decoded raises :class:`DataError` naming it (use :func:`priming.data.embed` to
+        skip and report bad files instead). Decoding runs ahead of the model on
+        ``executor`` (:mod:`priming.exec`; default: ``workers`` local threads).
+        ``progress`` receives the task ``"encode images"`` in images, per batch.
         """
         if not self.has_image:
             raise ConfigError(
                 f"encoder {self.name!r} has no image tower (modality {self.modality!r}); "
                 "it can only encode texts"
             )
-        from priming.encoders.images import load_image
-
         images = list(images)
         bs = _check_batch_size(batch_size or self.default_batch_size)
-
-        def prep(item):
-            img = load_image(item)
-            return self._prepare_image(img)
-
+        prep = functools.partial(_load_and_prepare, self._prepare_image)
         out = np.zeros((len(images), self.dim), dtype=np.float32)
-        bar = _progress(len(images), "images", progress)
-        try:
-            for a, b, prepared in self.iter_prepared(images, prep, bs, workers):
+        with track(_callback(progress), "encode images", len(images), "images") as bar:
+            for a, b, prepared in self.iter_prepared(images, prep, bs, workers, executor):
                 out[a:b] = self._encode_image_batch(prepared)
-                if bar is not None:
-                    bar.update(b - a)
-        finally:
-            if bar is not None:
-                bar.close()
+                bar.advance(b - a)
         return l2_normalize(out)
 
     @staticmethod
     def iter_prepared(
-        items: Sequence[Any], prep: Callable[[Any], Any], batch_size: int, workers: int | None
+        items: Sequence[Any],
+        prep: Callable[[Any], Any],
+        batch_size: int,
+        workers: int | None,
+        executor: ExecutorSpec = None,
     ) -> Iterator[tuple[int, int, list[Any]]]:
-        """Yield ``(start, stop, [prep(item) ...])`` per batch, preparing ahead in threads.
+        """Yield ``(start, stop, [prep(item) ...])`` per batch, preparing ahead on the
+        executor (default: ``workers`` local threads; ``prep`` and the items must be
+        picklable for a process or distributed executor).
 
         Decoding and resizing release the GIL, so a thread pool overlaps them with the
         model's forward pass. At most two batches are prepared ahead.
@@ -294,11 +301,11 @@ class Encoder:
         n = len(items)
         if workers is None:
             workers = min(8, os.cpu_count() or 1)
-        if workers <= 1 or n <= 1:
+        if executor is None and (workers <= 1 or n <= 1):
             for a, b in _chunks(n, batch_size):
                 yield a, b, [prep(x) for x in items[a:b]]
             return
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="priming-decode") as ex:
+        with open_executor(executor, max_workers=max(1, workers), kind="thread") as ex:
             pending: list[tuple[int, int, list]] = []
             chunks = iter(_chunks(n, batch_size))
             for _ in range(2):

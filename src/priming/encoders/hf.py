@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from priming._optional import require
 from priming.encoders.base import (
     Encoder,
     choose_device,
@@ -24,7 +25,7 @@ from priming.encoders.base import (
     torch_dtype,
 )
 from priming.encoders.hub import local_snapshot
-from priming.errors import ConfigError, missing_dependency
+from priming.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,9 @@ class HFEncoder(Encoder):
     """A transformers model: CLIP-family (image + text) or an image backbone."""
 
     def __init__(self, spec: str, device: str | None = None, precision: str | None = None):
-        try:
-            import transformers
-            from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
-        except ImportError:
-            raise missing_dependency("transformers", "clip") from None
+        transformers = require("transformers", "clip")
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+
         if not spec:
             raise ConfigError("hf: needs a hub repository id or a local model directory")
         self.name = f"hf:{spec}"

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from priming._optional import require
 from priming.encoders.base import (
     Encoder,
     choose_device,
@@ -24,17 +25,13 @@ from priming.encoders.base import (
     resolve_precision,
     torch_dtype,
 )
-from priming.errors import ConfigError, missing_dependency
+from priming.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 def _import_open_clip():
-    try:
-        import open_clip
-    except ImportError:
-        raise missing_dependency("open_clip_torch", "clip") from None
-    return open_clip
+    return require("open_clip", "clip", package="open_clip_torch")
 
 
 def _state_dict_digest(model) -> str:

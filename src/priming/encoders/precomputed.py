@@ -25,13 +25,13 @@ class PrecomputedEncoder(Encoder):
             ) from None
         self.fingerprint = make_fingerprint(adapter="precomputed", dim=self.dim)
 
-    def encode_texts(self, texts, batch_size=None, progress=False):
+    def encode_texts(self, texts, batch_size=None, progress=None):
         raise ConfigError(
             "the 'precomputed' encoder cannot encode texts; create a real text encoder "
             "(e.g. 'sentence-transformers:all-MiniLM-L6-v2' or an open_clip/hf CLIP model)"
         )
 
-    def encode_images(self, images, batch_size=None, progress=False, workers=None):
+    def encode_images(self, images, batch_size=None, progress=None, workers=None, executor=None):
         raise ConfigError(
             "the 'precomputed' encoder cannot encode images; give embedding files "
             "(.npy/.npz + labels) as data, or create an image encoder"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from priming._optional import require
 from priming.encoders.base import (
     Encoder,
     choose_device,
@@ -18,7 +19,7 @@ from priming.encoders.base import (
     torch_dtype,
 )
 from priming.encoders.hub import local_snapshot
-from priming.errors import ConfigError, missing_dependency
+from priming.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,8 @@ class SentenceTransformerEncoder(Encoder):
     modality = "text"
 
     def __init__(self, spec: str, device: str | None = None, precision: str | None = None):
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError:
-            raise missing_dependency("sentence-transformers", "clip") from None
+        st = require("sentence_transformers", "clip", package="sentence-transformers")
+        SentenceTransformer = st.SentenceTransformer
         if not spec:
             raise ConfigError("sentence-transformers: needs a model name or directory")
         self.name = f"sentence-transformers:{spec}"

@@ -16,6 +16,10 @@ Functions use :func:`open_executor`::
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
     Executor,
@@ -32,7 +36,9 @@ __all__ = [
     "EXECUTORS",
     "ExecutorSpec",
     "InlineExecutor",
+    "die_with_parent",
     "open_executor",
+    "process_pool",
     "register_executor",
 ]
 
@@ -55,11 +61,63 @@ class InlineExecutor(Executor):
         return f
 
 
+_PR_SET_PDEATHSIG = 1
+_PARENT_POLL_S = 0.5
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(_PARENT_POLL_S)
+        if os.getppid() != parent:
+            os._exit(1)  # the parent is gone: nothing would collect our results
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Make the calling (worker) process exit when its parent process dies.
+
+    A process-pool initializer: on Linux the kernel sends SIGKILL at the parent's death
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread also polls ``os.getppid()``
+    and exits once the parent is gone (the portable fallback). ``parent``: the pid the
+    worker was started by (default: its current parent).
+    """
+    parent = os.getppid() if parent is None else int(parent)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no usable libc
+            pass
+    if os.getppid() != parent:  # the parent died before the guard was in place
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _mp_context():
+    import multiprocessing as mp
+
+    # fork needs no ``if __name__ == "__main__"`` guard in the caller's script; elsewhere
+    # (macOS, Windows) spawn is the only safe choice
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+
+
+def process_pool(max_workers: int | None = None) -> ProcessPoolExecutor:
+    """A local process pool whose workers exit when this process dies (even by SIGKILL)."""
+    return ProcessPoolExecutor(
+        max_workers=max_workers,
+        mp_context=_mp_context(),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
 def _local(max_workers: int | None, kind: str) -> Executor:
     if max_workers == 1:
         return InlineExecutor()
     if kind == "process":
-        return ProcessPoolExecutor(max_workers=max_workers)
+        return process_pool(max_workers)
     return ThreadPoolExecutor(max_workers=max_workers)
 
 

@@ -1,0 +1,282 @@
+"""Caption search in one shard, as a picklable task for the executor seam.
+
+:func:`search_shard` takes a :class:`ShardRef` (where the shard's database is, its
+checksum and its first global row id), the validated query plan and the per-label
+limit, and returns plain arrays and tuples, so it runs the same in a thread, in a worker
+process or on a distributed backend. Each process keeps its own idle read-only
+connections per shard (keyed by the shard's checksum, so a rebuilt shard never reuses a
+connection to the old file). A damaged shard file is reported as a
+:class:`~priming.errors.DataError` that names the shard and suggests
+``priming corpus info --verify``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import sqlite3
+import threading
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from priming.corpus._manifest import TOKENIZER
+from priming.errors import DataError
+
+__all__ = ["ShardRef", "search_shard", "shard_connection", "close_connections", "fetch_rows"]
+
+
+@dataclass(frozen=True)
+class ShardRef:
+    """Where one shard's database is: ``db`` (absolute path), ``sha256`` (its manifest
+    checksum), ``offset`` (global id of its row 0), ``name`` and ``corpus`` (for messages)."""
+
+    db: str
+    sha256: str
+    offset: int
+    name: str
+    corpus: str
+
+
+_IDLE: dict[tuple[str, str], queue.SimpleQueue] = {}
+_IDLE_LOCK = threading.Lock()
+
+
+def _idle(ref: ShardRef) -> queue.SimpleQueue:
+    with _IDLE_LOCK:
+        return _IDLE.setdefault((ref.db, ref.sha256), queue.SimpleQueue())
+
+
+def _damaged(ref: ShardRef, exc: Exception) -> DataError:
+    return DataError(
+        f"corpus {ref.corpus!r}: shard {ref.name} ({ref.db}) is damaged or unreadable "
+        f"({exc}); run `priming corpus info {ref.corpus} --verify` to check every file, "
+        "and rebuild the corpus if a checksum differs"
+    )
+
+
+def _connect(ref: ShardRef) -> sqlite3.Connection:
+    uri = f"file:{urllib.parse.quote(ref.db)}?mode=ro&immutable=1"
+    con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    try:
+        con.execute("PRAGMA cache_size=-65536")
+        con.execute("PRAGMA mmap_size=1099511627776")  # read pages in place, no copies
+        con.execute("SELECT 1 FROM rows LIMIT 1").fetchall()  # a garbled header fails here
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+@contextlib.contextmanager
+def shard_connection(ref: ShardRef) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the shard, returned to this process's idle set after use;
+    any ``sqlite3.DatabaseError`` becomes a DataError naming the shard."""
+    idle = _idle(ref)
+    try:
+        con = idle.get_nowait()
+    except queue.Empty:
+        try:
+            con = _connect(ref)
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(ref, exc) from None
+    try:
+        yield con
+    except sqlite3.DatabaseError as exc:
+        con.close()
+        raise _damaged(ref, exc) from None
+    except BaseException:
+        con.close()
+        raise
+    idle.put(con)
+
+
+def close_connections(refs: Sequence[ShardRef]) -> None:
+    """Close this process's idle connections to ``refs``."""
+    for ref in refs:
+        with _IDLE_LOCK:
+            idle = _IDLE.pop((ref.db, ref.sha256), None)
+        while idle is not None:
+            try:
+                idle.get_nowait().close()
+            except queue.Empty:
+                break
+
+
+# Every shard answers with rowids first (FTS5 only, no row fetch); labels and ambiguity
+# are decided with numpy set operations on those ids; then the metadata of the kept rows
+# is fetched in one statement. A single label cannot be ambiguous, so it skips the id
+# phase and fetches its rows straight from the FTS5 match.
+_HIT_SQL = (
+    "SELECT r.id + ?, r.caption, r.url, r.nsfw, r.similarity FROM captions "
+    "JOIN rows r ON r.id = captions.rowid WHERE captions MATCH ? ORDER BY captions.rowid"
+)
+_ROWS_SQL = (
+    "SELECT id + ?, caption, url, nsfw, similarity FROM rows "
+    "WHERE id IN (SELECT value FROM json_each(?))"
+)
+
+
+def search_shard(ref: ShardRef, plan, limit: int | None):
+    """One shard's hits: ``(label_idx, name_idx, rows, ambiguous)``; ``rows`` are
+    ``(global_id, caption, url, nsfw, similarity)`` tuples aligned with the index arrays;
+    ``ambiguous`` is a list of ``(global_id, [label_idx, ...])``."""
+    with shard_connection(ref) as con:
+        if len(plan) == 1:
+            return _search_one_label(con, plan[0][1], limit, ref.offset)
+        if limit is None:
+            ids, li, ni, amb = _match_sets(con, plan)
+        else:
+            ids, li, ni, amb = _member_arrays(_match_limited(con, plan, limit), limit)
+        rows = _fetch_hits(con, ids, ref.offset)
+        return li, ni, rows, [(rid + ref.offset, labs) for rid, labs in amb]
+
+
+def _search_one_label(con, names, limit: int | None, offset: int):
+    sql = _HIT_SQL if limit is None else _HIT_SQL + " LIMIT ?"
+    extra = () if limit is None else (limit,)
+    got = [con.execute(sql, (offset, expr, *extra)).fetchall() for _, expr in names]
+    if len(names) == 1:
+        rows = got[0]
+        ni = np.zeros(len(rows), np.int32)
+    else:  # a row matched by several names counts once, under the first name
+        seen: dict[int, tuple[int, tuple]] = {}
+        for k, rows in enumerate(got):
+            for r in rows:
+                if r[0] not in seen:
+                    seen[r[0]] = (k, r)
+        keys = sorted(seen)[:limit] if limit is not None else sorted(seen)
+        rows = [seen[k][1] for k in keys]
+        ni = np.fromiter((seen[k][0] for k in keys), np.int32, len(keys))
+    return np.zeros(len(rows), np.int32), ni, rows, []
+
+
+def _rowids(con, expr: str) -> np.ndarray:
+    cur = con.execute("SELECT rowid FROM captions WHERE captions MATCH ?", (expr,))
+    return np.fromiter((r for (r,) in cur), np.int64)
+
+
+def _match_sets(con, plan):
+    """Every hit of every label, as arrays: unambiguous ``ids`` (ascending) with their
+    label and first matching name, plus the ambiguous ``(id, [labels])``."""
+    per_ids, per_names = [], []
+    for _, names in plan:
+        found = [_rowids(con, expr) for _, expr in names]
+        if len(found) == 1:
+            ids, ni = found[0], np.zeros(found[0].size, np.int32)
+        else:
+            cat = np.concatenate(found)
+            which = np.repeat(np.arange(len(found), dtype=np.int32), [a.size for a in found])
+            ids, first = np.unique(cat, return_index=True)  # first occurrence = first name
+            ni = which[first]
+        per_ids.append(ids)
+        per_names.append(ni)
+    all_ids = np.concatenate(per_ids)
+    all_li = np.repeat(np.arange(len(plan), dtype=np.int32), [a.size for a in per_ids])
+    all_ni = np.concatenate(per_names)
+    uniq, counts = np.unique(all_ids, return_counts=True)
+    multi = uniq[counts > 1]
+    amb: list[tuple[int, list[int]]] = []
+    if multi.size:
+        is_amb = np.isin(all_ids, multi)
+        a_ids, a_li = all_ids[is_amb], all_li[is_amb]
+        o = np.lexsort((a_li, a_ids))
+        a_ids, a_li = a_ids[o], a_li[o]
+        cuts = np.flatnonzero(np.diff(a_ids)) + 1
+        for rid, labs in zip(a_ids[np.r_[0, cuts]], np.split(a_li, cuts)):
+            amb.append((int(rid), labs.tolist()))
+        keep = ~is_amb
+        all_ids, all_li, all_ni = all_ids[keep], all_li[keep], all_ni[keep]
+    o = np.argsort(all_ids, kind="stable")
+    return all_ids[o], all_li[o], all_ni[o], amb
+
+
+def _fetch_hits(con, ids: np.ndarray, offset: int) -> list[tuple]:
+    """Metadata rows for ascending local ``ids``, in that order."""
+    if not ids.size:
+        return []
+    rows = con.execute(_ROWS_SQL, (offset, json.dumps(ids.tolist()))).fetchall()
+    got = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    if got.size != ids.size or not np.array_equal(got, ids + offset):  # pragma: no cover
+        pos = {r[0]: r for r in rows}
+        rows = [pos[int(i) + offset] for i in ids]
+    return rows
+
+
+def _match_limited(con, plan, limit: int) -> dict[int, dict[int, int]]:
+    """Fetch about ``limit`` rows per label, then decide every fetched row's labels
+    exactly by matching all names against those rows' captions in memory.
+
+    Returns local row id -> {label index: index of its first matching name}."""
+    sql = "SELECT rowid FROM captions WHERE captions MATCH ? AND rowid > ? ORDER BY rowid LIMIT ?"
+    cursors = [[[expr, -1, False] for _, expr in names] for _, names in plan]
+    member: dict[int, dict[int, int]] = {}
+    mem = sqlite3.connect(":memory:")
+    mem.execute(f"CREATE VIRTUAL TABLE m USING fts5(caption, detail=full, tokenize='{TOKENIZER}')")
+    while True:
+        new: set[int] = set()
+        have = Counter(next(iter(labs)) for labs in member.values() if len(labs) == 1)
+        for li, curs in enumerate(cursors):
+            want = limit - have[li]
+            if want <= 0:
+                continue
+            for cur in curs:
+                if cur[2]:
+                    continue
+                got = [r for (r,) in con.execute(sql, (cur[0], cur[1], want))]
+                if len(got) < want:
+                    cur[2] = True
+                if got:
+                    cur[1] = got[-1]
+                new.update(r for r in got if r not in member)
+        if not new:
+            break
+        caps = fetch_rows(con, sorted(new), "id, caption")
+        mem.executemany("INSERT INTO m(rowid, caption) VALUES (?, ?)", caps.values())
+        ids_json = json.dumps(sorted(new))
+        for li, (_, names) in enumerate(plan):
+            for ni, (_, expr) in enumerate(names):
+                q = "SELECT rowid FROM m WHERE m MATCH ? AND rowid IN (SELECT value FROM json_each(?))"
+                for (rid,) in mem.execute(q, (expr, ids_json)):
+                    member.setdefault(rid, {}).setdefault(li, ni)
+        if not any(not c[2] for curs in cursors for c in curs):
+            break
+    mem.close()
+    return member
+
+
+def fetch_rows(con, local_ids: Sequence[int], columns: str) -> dict[int, tuple]:
+    """``columns`` (SQL, first the id) of the shard rows ``local_ids``, by local id."""
+    if not len(local_ids):
+        return {}
+    sql = f"SELECT {columns} FROM rows WHERE id IN (SELECT value FROM json_each(?))"
+    return {r[0]: r for r in con.execute(sql, (json.dumps(list(map(int, local_ids))),))}
+
+
+def _member_arrays(member: dict[int, dict[int, int]], limit: int):
+    """``_match_limited``'s result as ``_match_sets`` returns it, at most ``limit`` rows
+    per label (lowest ids first)."""
+    ids, lis, nis = [], [], []
+    have: Counter = Counter()
+    amb = []
+    for rid in sorted(member):
+        labs = member[rid]
+        if len(labs) == 1:
+            ((li, ni),) = labs.items()
+            if have[li] < limit:
+                have[li] += 1
+                ids.append(rid)
+                lis.append(li)
+                nis.append(ni)
+        else:
+            amb.append((rid, sorted(labs)))
+    return (
+        np.array(ids, np.int64),
+        np.array(lis, np.int32),
+        np.array(nis, np.int32),
+        amb,
+    )
