@@ -20,7 +20,14 @@ from priming.errors import ConfigError, DataError
 from priming.heads.templates import parse_class_names
 from priming.pool.pool import PrimingPool
 from priming.pool.recall import RECALLS, Recalled, column
-from priming.pool.steps import FILTERS, BuildContext, PoolRows, PoolSettings, StepResult
+from priming.pool.steps import (
+    FILTERS,
+    BuildContext,
+    PoolRows,
+    PoolSettings,
+    StepResult,
+    read_embeddings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +255,8 @@ def _run(rows: PoolRows, ctx: BuildContext, steps) -> tuple[PoolRows, list[PoolR
         rows, dropped = _apply(step, rows, ctx, res)
         if res.held:
             held.append(dropped)
+    if rows.embeddings is None:  # a step list without read_embeddings: read them last
+        rows, _ = _apply(read_embeddings, rows, ctx, read_embeddings(rows, ctx))
     return rows, held
 
 
