@@ -246,3 +246,23 @@ def test_integral_float_per_class_is_accepted():
     a = build_pool(corpus(), CLASSES, T, per_class=1.0)
     b = build_pool(corpus(), CLASSES, T, per_class=1)
     assert a.row_ids.tolist() == b.row_ids.tolist()
+
+
+def test_doc_examples_for_a_recall_method_and_a_filter_step():
+    from tests.test_doc_examples import ROOT, python_block
+
+    doc = ROOT / "docs" / "priming.md"
+    E = unit(np.eye(D)[[0, 0, 0, 0]] + 0.4 * np.eye(D)[[3, 4, 5, 1]])
+    c = FakeCorpus(["a cat"] * 3 + ["a cat " + "x" * 250], E)
+    c.urls = [f"u{i}" for i in range(4)]
+    ns = {"corpus": c, "classes": CLASSES, "T": T, "np": np}
+    try:
+        exec(compile(python_block(doc, "### Adding a recall method"), "doc", "exec"), ns)
+        assert ns["pool"].stats()["first-rows"]["cat"] == 4
+    finally:
+        RECALLS._items.pop("first-rows", None)
+    exec(compile(python_block(doc, "### Adding a filter step"), "doc", "exec"), ns)
+    pool = ns["pool"]
+    assert "short-caption" in pool.stats()
+    assert 3 not in pool.row_ids.tolist()
+    assert dropped_by_step(pool)["short-caption"][0][0] == 3

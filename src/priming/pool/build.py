@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import fields
 
 import numpy as np
 
@@ -399,48 +400,21 @@ def build_pool(
         With ``stats()`` / ``steps`` (kept and dropped counts per step and class),
         ``dropped`` (every dropped row with its step and reason) and ``heldout``.
     """
+    args = dict(locals())
     classes = parse_class_names(class_names)
-    C = len(classes)
-    st = _settings(
-        dict(
-            per_class=per_class,
-            recall=recall,
-            mode=mode,
-            search_limit=search_limit,
-            knn_k=knn_k,
-            ambiguous=ambiguous,
-            nsfw=nsfw,
-            dedup_url=dedup_url,
-            dedup_threshold=dedup_threshold,
-            leakage=False,
-            leakage_threshold=leakage_threshold,
-            agreement=agreement,
-            min_probability=min_probability,
-            temperature=temperature,
-            score=score,
-            balance=balance,
-            holdout=holdout,
-        )
-    )
-    T = _array("text_weights", text_weights, C)
-    Ev = _array("eval_embeddings", eval_embeddings) if eval_embeddings is not None else None
+    st = _settings({f.name: args[f.name] for f in fields(PoolSettings) if f.name in args})
+    T = _array("text_weights", text_weights, len(classes))
+    Ev = _array("eval_embeddings", eval_embeddings)
     st.leakage = _check_inputs(corpus, T, st, leakage_guard, Ev)
     check_corpus_model(corpus, None if T is None else T.shape[1], encoder, model)
+    meta = {
+        "corpus": getattr(corpus, "fingerprint", None),
+        "embedding_model": getattr(corpus, "embedding_model", None),
+        "recall": st.recall,
+        "mode": st.mode,
+    }
     ctx = BuildContext(
-        corpus,
-        classes,
-        T,
-        st,
-        eval_embeddings=Ev,
-        random_state=random_state,
-        encoder=encoder,
-        model=model,
-        meta={
-            "corpus": getattr(corpus, "fingerprint", None),
-            "embedding_model": getattr(corpus, "embedding_model", None),
-            "recall": st.recall,
-            "mode": st.mode,
-        },
+        corpus, classes, T, st, Ev, random_state, encoder=encoder, model=model, meta=meta
     )
     found = RECALLS.get(st.recall)(ctx)
     rows, held = _run(_candidates(ctx, found), ctx, FILTERS if steps is None else steps)

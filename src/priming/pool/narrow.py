@@ -108,7 +108,9 @@ def narrow_pool(
     )
     if len(pool) == 0 or len(Q) == 0:
         log.warning("narrow_pool: empty pool or no queries; the narrowed pool is empty")
-        return pool.subset(np.zeros(0, dtype=np.int64), step="transductive")
+        return pool.subset(
+            np.zeros(0, dtype=np.int64), step="transductive", reason="no queries to narrow to"
+        )
     sc = None
     if same_class is not None:
         sc = np.asarray(same_class)
@@ -139,4 +141,6 @@ def narrow_pool(
         len(keep),
         len(pool),
     )
-    return pool.subset(keep, step="transductive" if sc is None else "transductive (same class)")
+    step = "transductive" if sc is None else "transductive (same class)"
+    near = "an unlabelled query's" if sc is None else "a same-class shot's"
+    return pool.subset(keep, step=step, reason=f"not among {near} {k} nearest pool items")
