@@ -106,21 +106,24 @@ def _candidates(S: np.ndarray, start: int, tau: np.ndarray, seg: int = 64):
 
     Segment maxima first (one fast pass), then an exact look only inside the segments
     whose maximum reaches the threshold, so the expensive index extraction touches few
-    entries once the running top-k is good. ``>=`` keeps a tie with the k-th best, which
-    the merge then orders by row index.
+    entries once the running top-k is good. A segment is ``seg`` columns spaced ``n_seg``
+    apart (column ``a * n_seg + b`` is entry ``a`` of segment ``b``), so the maxima are
+    an element-wise maximum over contiguous rows, several times faster than reducing
+    short contiguous runs. ``>=`` keeps a tie with the k-th best, which the merge then
+    orders by row index.
     """
     qb, n = S.shape
     n_seg = (n - start) // seg
     rows, cols = [], []
     if n_seg:
         end = start + n_seg * seg
-        blocks = S[:, start:end].reshape(qb, n_seg, seg)
-        hit_r, hit_s = np.nonzero(blocks.max(axis=2) >= tau[:, None])
+        blocks = S[:, start:end].reshape(qb, seg, n_seg)
+        hit_r, hit_b = np.nonzero(blocks.max(axis=1) >= tau[:, None])
         if len(hit_r):
-            vals = blocks[hit_r, hit_s]  # (h, seg)
-            rr, jj = np.nonzero(vals >= tau[hit_r, None])
+            vals = blocks[hit_r, :, hit_b]  # (h, seg)
+            rr, aa = np.nonzero(vals >= tau[hit_r, None])
             rows.append(hit_r[rr])
-            cols.append(start + hit_s[rr] * seg + jj)
+            cols.append(start + aa * n_seg + hit_b[rr])
         start = end
     if start < n:
         rr, cc = np.nonzero(S[:, start:] >= tau[:, None])
