@@ -652,8 +652,8 @@ class Corpus:
         """Top-``k`` rows by inner product with each query.
 
         ``method="exact"`` scans every embedding (:func:`priming.imprint.topk.topk_blocks`
-        over chunks of the memory-mapped shards; equal scores: lower row id first). ``method="ivfpq"`` uses the index built by
-        :func:`priming.corpus.build_index`, probing ``nprobe`` lists and re-ranking the best
+        over chunks of the memory-mapped shards; equal scores: lower row id first).
+        ``method="ivfpq"`` uses the index built by :func:`priming.corpus.build_index`, probing ``nprobe`` lists and re-ranking the best
         ``refine * k`` candidates exactly. ``k`` larger than the corpus returns every row.
 
         Returns ``(scores (n, k) float32, row_ids (n, k) int64)``, best first.
