@@ -4,7 +4,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from priming.errors import DataError
-from priming.pool import PrimingPool, cosine_topk, narrow_pool, pool_neighbors
+from priming.imprint.topk import topk
+from priming.pool import PrimingPool, narrow_pool, pool_neighbors
 
 
 def brute(Q, P, k, allowed=None):
@@ -30,7 +31,7 @@ def test_cosine_topk_matches_brute_force(n, m, k, chunk, qchunk, seed):
         np.float32
     )
     Q = rng.standard_normal((m, 6)).astype(np.float32)
-    s, i = cosine_topk(Q, P, k, pool_chunk=chunk, query_chunk=qchunk)
+    s, i = topk(Q, P, k, chunk=chunk, query_chunk=qchunk)
     ref, S = brute(Q, P, min(k, n))
     assert i.shape == (m, min(k, n))
     np.testing.assert_allclose(s, np.take_along_axis(S, ref, 1), atol=1e-5)

@@ -45,11 +45,9 @@ def _pa():
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError:  # pragma: no cover
-        raise missing_dependency("faiss-cpu", "corpus") from None
-    return faiss
+    from priming._optional import require
+
+    return require("faiss", extra="corpus", package="faiss-cpu")
 
 
 # --------------------------------------------------------------------------- tokens
@@ -543,9 +541,9 @@ class Corpus:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows by inner product with each query.
 
-        ``method="exact"`` scans every embedding (faiss ``IndexFlatIP`` over chunks of the
-        memory-mapped shards). ``method="ivfpq"`` uses the index built by
-        :func:`priming.corpus.build_index`, probing ``nprobe`` lists and re-ranking the best
+        ``method="exact"`` scans every embedding (:func:`priming.imprint.topk.topk_blocks`
+        over chunks of the memory-mapped shards; equal scores: lower row id first).
+        ``method="ivfpq"`` uses the index built by :func:`priming.corpus.build_index`, probing ``nprobe`` lists and re-ranking the best
         ``refine * k`` candidates exactly. ``k`` larger than the corpus returns every row.
 
         Returns ``(scores (n, k) float32, row_ids (n, k) int64)``, best first.
@@ -557,19 +555,10 @@ class Corpus:
         q, k = self._check_queries(queries, k)
         if method == "ivfpq":
             return self._knn_ivfpq(q, k, nprobe, refine)
-        faiss = _faiss()
-        best_d = np.full((q.shape[0], 0), -np.inf, dtype=np.float32)
-        best_i = np.zeros((q.shape[0], 0), dtype=np.int64)
-        for ids, block in self.iter_valid_embeddings(chunk_rows):
-            index = faiss.IndexFlatIP(self.dim)
-            index.add(block)
-            d, i = index.search(q, min(k, block.shape[0]))
-            best_d, best_i = _merge_topk(best_d, best_i, d, ids[i], k)
-        if best_i.shape[1] < k:  # fewer rows with embeddings than k: pad
-            pad = k - best_i.shape[1]
-            best_d = np.concatenate([best_d, np.full((q.shape[0], pad), -np.inf, np.float32)], 1)
-            best_i = np.concatenate([best_i, np.full((q.shape[0], pad), -1, np.int64)], 1)
-        return best_d, best_i
+        from priming.imprint.topk import topk_blocks
+
+        # fewer rows with embeddings than k: padded with -inf / -1
+        return topk_blocks(q, self.iter_valid_embeddings(chunk_rows), k, metric="ip")
 
     def _knn_ivfpq(self, q: np.ndarray, k: int, nprobe: int, refine: int):
         faiss = _faiss()

@@ -23,6 +23,7 @@ from priming.imprint.normalize import (
     quantile_normalize_cumulative,
 )
 from priming.imprint.presample import parse_presample, presample, weibull_mask
+from priming.imprint.topk import TOPK_METHODS, TOPK_METRICS, merge_topk, topk, topk_blocks  # noqa: F401
 
 __all__ = [
     "AGGREGATIONS",

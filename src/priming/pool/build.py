@@ -1,35 +1,51 @@
-"""Build a priming pool from a corpus (METHODS §1.2).
+"""Build a priming pool from a corpus (METHODS §1.2), as steps.
 
-search (phrase | all-tokens) and/or text-to-image kNN → ambiguity → NSFW → de-duplication
-(url, near-identical embedding) → test-leakage guard → zero-shot agreement → per-class cap
-→ optional balancing. ``pool.stats()`` has the per-class counts after every step.
+validation → recall (a registry: ``search`` | ``knn`` | ``both``, see
+:mod:`priming.pool.recall`) → the filter steps of :data:`priming.pool.steps.FILTERS`
+(NSFW → url de-duplication → read embeddings → near-duplicates → test-leakage guard →
+hold-out split → zero-shot agreement → per-class cap → balancing). Every step records the
+per-class counts it kept and dropped and every row it dropped with the reason:
+``pool.stats()``, ``pool.steps``, ``pool.dropped``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import math
 from collections.abc import Sequence
+from dataclasses import fields
 
 import numpy as np
 
 from priming.errors import ConfigError, DataError
 from priming.heads.templates import parse_class_names
-from priming.pool.knn import cosine_topk
 from priming.pool.pool import PrimingPool
+from priming.pool.recall import RECALLS, Recalled, column
+from priming.pool.steps import (
+    FILTERS,
+    BuildContext,
+    PoolRows,
+    PoolSettings,
+    StepResult,
+    read_embeddings,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_pool", "check_corpus_model"]
+__all__ = [
+    "AMBIGUOUS_POLICIES",
+    "POOL_SCORES",
+    "SEARCH_MODES",
+    "build_pool",
+    "check_corpus_model",
+]
 
-RECALL = ("search", "knn", "both")
-MODES = ("phrase", "all_tokens", "all-tokens")
-AMBIGUOUS = ("drop", "longest")
-SCORES = ("zero-shot", "similarity")
-
-
-def _l2(X: np.ndarray) -> np.ndarray:
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+#: caption search modes (``"all-tokens"`` is accepted as a spelling of ``"all_tokens"``)
+SEARCH_MODES = ("phrase", "all_tokens")
+#: what happens to a caption that matches several classes
+AMBIGUOUS_POLICIES = ("drop", "longest")
+#: the ranking of the per-class cap
+POOL_SCORES = ("zero-shot", "similarity")
 
 
 def check_corpus_model(
@@ -73,49 +89,232 @@ def check_corpus_model(
         )
 
 
-def _empty_hits():
-    import pyarrow as pa
+# ----------------------------------------------------------------------- validation
+def _count(name: str, v, allow_none: bool = True) -> int | None:
+    """A positive integer parameter (integral floats accepted), or a ConfigError."""
+    if v is None and allow_none:
+        return None
+    ok = not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating))
+    if ok and isinstance(v, (float, np.floating)):
+        ok = math.isfinite(v) and float(v).is_integer()
+    if not ok or v < 1:
+        none = " or None" if allow_none else ""
+        raise ConfigError(f"{name} must be a positive integer{none}, got {v!r}")
+    return int(v)
 
-    return pa.table(
-        {
-            "row_id": pa.array([], pa.int64()),
-            "label": pa.array([], pa.string()),
-            "similarity": pa.array([], pa.float32()),
-            "nsfw": pa.array([], pa.bool_()),
-        }
+
+def _number(name: str, v, lo: float, hi: float, allow_none: bool = False, open_lo=False):
+    """A finite real parameter in [lo, hi] (``(lo, hi]`` with ``open_lo``)."""
+    if v is None and allow_none:
+        return None
+    ok = not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating))
+    ok = ok and math.isfinite(v) and (lo < v if open_lo else lo <= v) and v <= hi
+    if not ok:
+        rng = f"{'(' if open_lo else '['}{lo:g}, {hi:g}]"
+        none = " or None" if allow_none else ""
+        raise ConfigError(f"{name} must be a finite number in {rng}{none}, got {v!r}")
+    return float(v)
+
+
+def _flag(name: str, v, allow_none: bool = False):
+    if (v is None and allow_none) or isinstance(v, (bool, np.bool_)):
+        return None if v is None else bool(v)
+    raise ConfigError(f"{name} must be True or False, got {v!r}")
+
+
+def _array(name: str, v, C: int | None = None) -> np.ndarray | None:
+    if v is None:
+        return None
+    A = np.asarray(v)
+    if not np.issubdtype(A.dtype, np.number) or np.issubdtype(A.dtype, np.complexfloating):
+        raise DataError(f"{name} must be real numbers, got dtype {A.dtype}")
+    A = A.astype(np.float32)
+    if C is not None and (A.ndim != 2 or A.shape[0] != C):
+        raise DataError(f"{name} must have one row per class ({C}), got shape {A.shape}")
+    if A.ndim != 2:
+        raise DataError(f"{name} must be 2-D (n, D), got shape {A.shape}")
+    if not np.isfinite(A).all():
+        raise DataError(f"{name} contain NaN or infinite values")
+    return A
+
+
+def _settings(kw: dict) -> PoolSettings:
+    """Check every build_pool option; the error names the parameter."""
+    for opt, choices in (
+        ("mode", SEARCH_MODES + ("all-tokens",)),
+        ("ambiguous", AMBIGUOUS_POLICIES),
+        ("score", POOL_SCORES),
+    ):
+        if kw[opt] not in choices:
+            raise ConfigError(f"{opt} must be one of {choices}, got {kw[opt]!r}")
+    if not isinstance(kw["recall"], str) or kw["recall"] not in RECALLS:
+        raise ConfigError(f"recall must be one of {tuple(RECALLS)}, got {kw['recall']!r}")
+    for b in ("nsfw", "dedup_url", "agreement", "balance"):
+        kw[b] = _flag(b, kw[b])
+    for c in ("per_class", "search_limit", "knn_k"):
+        kw[c] = _count(c, kw[c])
+    kw["dedup_threshold"] = _number("dedup_threshold", kw["dedup_threshold"], -1, 1, True)
+    kw["leakage_threshold"] = _number("leakage_threshold", kw["leakage_threshold"], -1, 1)
+    kw["min_probability"] = _number("min_probability", kw["min_probability"], 0, 1, True)
+    kw["temperature"] = _number("temperature", kw["temperature"], 0, math.inf, open_lo=True)
+    h = kw["holdout"]
+    real = isinstance(h, (int, float, np.integer, np.floating)) and not isinstance(h, bool)
+    if h is not None and not (real and (h == 0 or 0 < h < 1)):
+        raise ConfigError(f"holdout must lie in (0, 1) (0 or None: off), got {h!r}")
+    kw["holdout"] = float(h or 0.0)
+    return PoolSettings(**kw)
+
+
+def _check_inputs(corpus, T, st: PoolSettings, leakage_guard, eval_embeddings) -> bool:
+    """The checks that involve the corpus and the arrays; returns whether the leakage
+    guard is on."""
+    needs_T = [
+        n
+        for n, on in (
+            ("agreement", st.agreement),
+            ("recall='knn'", st.recall != "search"),
+            ("score='zero-shot'", st.score == "zero-shot" and st.per_class),
+        )
+        if on
+    ]
+    if T is None and needs_T:
+        raise ConfigError(f"text_weights are required for {', '.join(needs_T)}")
+    if not getattr(corpus, "has_embeddings", False):
+        raise DataError(
+            "the corpus has no embeddings; add them first (priming.corpus.fill_embeddings "
+            "or set_embeddings)"
+        )
+    guard = _flag("leakage_guard", leakage_guard, allow_none=True)
+    if guard and eval_embeddings is None:
+        raise ConfigError("leakage_guard=True needs eval_embeddings")
+    return eval_embeddings is not None and guard is not False
+
+
+# ---------------------------------------------------------------------- the pipeline
+def _candidates(ctx: BuildContext, found: Recalled) -> PoolRows:
+    """The recalled rows in row-id order with their caption, url, NSFW flag and
+    caption–image similarity."""
+    rid = np.asarray(found.row_ids, dtype=np.int64)
+    lab = np.asarray(found.labels, dtype=np.int64)
+    if len(rid) != len(lab):
+        raise DataError(f"recall returned {len(rid)} rows but {len(lab)} labels")
+    if len(lab) and (lab.min() < 0 or lab.max() >= ctx.n_classes):
+        raise DataError(f"recall returned labels outside [0, {ctx.n_classes})")
+    order = np.argsort(rid, kind="stable")
+    rid, lab = rid[order], lab[order]
+    if not len(rid):
+        empty = np.zeros(0, dtype=object)
+        return PoolRows(rid, lab, empty, empty, np.zeros(0, bool), np.zeros(0, np.float32))
+    info = ctx.corpus.rows(rid.tolist())
+    ids = rid.tolist()
+    flags = [
+        bool(found.nsfw[r]) if r in found.nsfw else _is_nsfw(v)
+        for r, v in zip(ids, column(info, "nsfw", "NSFW", default=False))
+    ]
+    sims = [
+        found.similarity.get(r, np.nan if s is None else s)
+        for r, s in zip(ids, column(info, "similarity", default=None))
+    ]
+    return PoolRows(
+        rid,
+        lab,
+        np.asarray(column(info, "caption", "TEXT", "text", default=""), dtype=object),
+        np.asarray(column(info, "url", "URL", default=""), dtype=object),
+        np.asarray(flags, dtype=bool),
+        np.asarray(sims, dtype=np.float32),
     )
 
 
-def _col(table, *names, default=None):
-    for n in names:
-        if n in table.column_names:
-            return table.column(n).to_pylist()
-    return [default] * table.num_rows
+def _apply(step, rows: PoolRows, ctx: BuildContext, res: StepResult):
+    """Log what ``res`` dropped; return ``(kept rows, dropped rows)``."""
+    name = getattr(step, "step_name", getattr(step, "__name__", "step"))
+    src = res.rows if res.rows is not None else rows
+    keep = np.asarray(res.keep)
+    if keep.dtype != bool or keep.shape != (len(src),):
+        raise DataError(
+            f"pool step {name!r} returned a keep mask of shape {keep.shape} / dtype "
+            f"{keep.dtype}; expected bool ({len(src)},)"
+        )
+    gone = np.flatnonzero(~keep)
+    reason = res.reason
+    if not isinstance(reason, str):
+        reason = np.asarray(reason, dtype=object)[gone]
+    ctx.drop(name, src.row_ids[gone], src.labels[gone], reason, src.captions[gone], src.urls[gone])
+    dropped, kept = src.take(gone), src.take(np.flatnonzero(keep))
+    if res.record:
+        ctx.record(name, kept.labels, dropped.labels)
+    return kept, dropped
 
 
-def _resolve_longest(corpus, ambiguous, classes: list[list[str]], label_index: dict[str, int]):
-    """Assign ambiguous rows to the class whose longest matching name is longest."""
-    if ambiguous is None or ambiguous.num_rows == 0:
-        return [], []
-    row_ids = ambiguous.column("row_id").to_pylist()
-    labels_list = ambiguous.column("labels").to_pylist()
-    captions = _col(corpus.rows(row_ids), "caption", "TEXT", "text", default="")
-    out_rows, out_labels = [], []
-    for rid, labs, cap in zip(row_ids, labels_list, captions):
-        cap = f" {(cap or '').casefold()} "
-        best, best_len = None, -1
-        for lab in labs:
-            c = label_index.get(lab)
-            if c is None:
-                continue
-            for name in classes[c]:
-                pat = r"(?<!\w)" + re.escape(name.casefold()) + r"(?!\w)"
-                if len(name) > best_len and re.search(pat, cap):
-                    best, best_len = c, len(name)
-        if best is not None:
-            out_rows.append(rid)
-            out_labels.append(best)
-    return out_rows, out_labels
+def _run(rows: PoolRows, ctx: BuildContext, steps) -> tuple[PoolRows, list[PoolRows]]:
+    """Run the filter steps in order: ``(kept rows, held-out row groups)``."""
+    held = []
+    for step in steps:
+        res = step(rows, ctx)
+        if res is None:
+            continue
+        rows, dropped = _apply(step, rows, ctx, res)
+        if res.held:
+            held.append(dropped)
+    if rows.embeddings is None:  # a step list without read_embeddings: read them last
+        rows, _ = _apply(read_embeddings, rows, ctx, read_embeddings(rows, ctx))
+    return rows, held
+
+
+def _make_pool(ctx: BuildContext, rows: PoolRows, held: list[PoolRows]) -> PrimingPool:
+    """The PrimingPool of the kept rows, with step records, dropped rows and held-out rows."""
+    C, names = ctx.n_classes, ctx.names
+    steps = [
+        {
+            "step": s,
+            "kept": np.bincount(k, minlength=C).tolist(),
+            "dropped": None if d is None else np.bincount(d, minlength=C).tolist(),
+            "unassigned": u,
+        }
+        for s, k, d, u in ctx.records
+    ]
+    D = rows.embeddings.shape[1] if rows.embeddings is not None else 0
+    scores = rows.zs_prob if ctx.settings.score == "zero-shot" else rows.similarity
+    pool = PrimingPool(
+        rows.embeddings if rows.embeddings is not None else np.zeros((0, D), np.float32),
+        rows.labels,
+        names,
+        rows.row_ids,
+        rows.captions,
+        rows.urls,
+        scores,
+        meta=ctx.meta,
+        steps=steps,
+    )
+    for step, rid, lab, reason, cap, url in ctx.dropped:
+        pool.add_dropped(step, rid, lab, reason, cap, url)
+    for h in held:
+        if len(h):
+            hp = PrimingPool(
+                h.embeddings,
+                h.labels,
+                names,
+                h.row_ids,
+                h.captions,
+                h.urls,
+                h.zs_prob,
+                meta=ctx.meta,
+            )
+            pool.heldout = hp if pool.heldout is None else _concat(pool.heldout, hp)
+    return pool
+
+
+def _concat(a: PrimingPool, b: PrimingPool) -> PrimingPool:
+    return PrimingPool(
+        np.concatenate([a.embeddings, b.embeddings]),
+        np.concatenate([a.labels, b.labels]),
+        a.class_names,
+        np.concatenate([a.row_ids, b.row_ids]),
+        np.concatenate([a.captions, b.captions]),
+        np.concatenate([a.urls, b.urls]),
+        np.concatenate([a.scores, b.scores]),
+        meta=a.meta,
+    )
 
 
 def build_pool(
@@ -144,6 +343,7 @@ def build_pool(
     random_state=None,
     encoder=None,
     model: str | None = None,
+    steps: Sequence | None = None,
 ) -> PrimingPool:
     """Build a :class:`PrimingPool` for ``class_names`` from ``corpus``.
 
@@ -183,269 +383,48 @@ def build_pool(
         After the cap, cut every class to the size of the smallest non-empty class.
     holdout : float
         Fraction of each class's rows (after the leakage guard, before the agreement
-        filter) set aside, unfiltered and uncapped, as ``pool.holdout`` — a validation set
+        filter) set aside, unfiltered and uncapped, as ``pool.heldout`` — a validation set
         with caption labels for choosing α without shots.
     random_state : int, Generator or None
         Seeds the hold-out split.
     encoder, model
         The run's encoder (or model name) to check against the corpus's recorded model.
-    """
-    classes = parse_class_names(class_names)
-    names = [c[0] for c in classes]
-    C = len(classes)
-    for opt, val, choices in (
-        ("recall", recall, RECALL),
-        ("mode", mode, MODES),
-        ("ambiguous", ambiguous, AMBIGUOUS),
-        ("score", score, SCORES),
-    ):
-        if val not in choices:
-            raise ConfigError(f"{opt} must be one of {choices}, got {val!r}")
-    if per_class is not None and int(per_class) < 1:
-        raise ConfigError(f"per_class must be >= 1 or None, got {per_class}")
-    if min_probability is not None and not 0 <= min_probability <= 1:
-        raise ConfigError(f"min_probability must lie in [0, 1], got {min_probability}")
-    T = None
-    if text_weights is not None:
-        T = np.asarray(text_weights, dtype=np.float32)
-        if T.ndim != 2 or T.shape[0] != C:
-            raise DataError(f"text_weights must have one row per class ({C}), got shape {T.shape}")
-    needs_T = [
-        n
-        for n, on in (
-            ("agreement", agreement),
-            ("recall='knn'", recall != "search"),
-            ("score='zero-shot'", score == "zero-shot" and per_class),
-        )
-        if on
-    ]
-    if T is None and needs_T:
-        raise ConfigError(f"text_weights are required for {', '.join(needs_T)}")
-    if not getattr(corpus, "has_embeddings", False):
-        raise DataError(
-            "the corpus has no embeddings; add them first (priming.corpus.fill_embeddings "
-            "or set_embeddings)"
-        )
-    check_corpus_model(corpus, None if T is None else T.shape[1], encoder, model)
-    label_index = {n: i for i, n in enumerate(names)}
+    steps : sequence of filter steps or None
+        The steps after recall (None: :data:`priming.pool.steps.FILTERS`); each is
+        ``step(rows, ctx) -> StepResult | None`` named with
+        :func:`priming.pool.steps.pool_step` (see ``docs/priming.md``).
 
-    row_ids: list[int] = []
-    labels: list[int] = []
-    sims: dict[int, float] = {}
-    hit_nsfw: dict[int, bool] = {}
-    meta: dict = {
+    Returns
+    -------
+    PrimingPool
+        With ``stats()`` / ``steps`` (kept and dropped counts per step and class),
+        ``dropped`` (every dropped row with its step and reason) and ``heldout``.
+    """
+    args = dict(locals())
+    classes = parse_class_names(class_names)
+    st = _settings({f.name: args[f.name] for f in fields(PoolSettings) if f.name in args})
+    T = _array("text_weights", text_weights, len(classes))
+    Ev = _array("eval_embeddings", eval_embeddings)
+    st.leakage = _check_inputs(corpus, T, st, leakage_guard, Ev)
+    check_corpus_model(corpus, None if T is None else T.shape[1], encoder, model)
+    meta = {
         "corpus": getattr(corpus, "fingerprint", None),
         "embedding_model": getattr(corpus, "embedding_model", None),
-        "recall": recall,
-        "mode": mode,
+        "recall": st.recall,
+        "mode": st.mode,
     }
-    steps: list[tuple[str, list[int]]] = []
-
-    def record(step, labs):
-        steps.append((step, np.bincount(np.asarray(labs, dtype=np.int64), minlength=C).tolist()))
-
-    if recall in ("search", "both"):
-        from priming.corpus._store import tokenize
-
-        # a name without letters or digits ("***") can match no caption: reported, and
-        # its class keeps its other names (or, with none, its text weight)
-        queries = {n: [s for s in c if tokenize(s)] for n, c in zip(names, classes)}
-        unsearchable = [s for c in classes for s in c if not tokenize(s)]
-        if unsearchable:
-            log.warning(
-                "%d class name(s) have no letters or digits and can match no caption: %s",
-                len(unsearchable),
-                ", ".join(repr(u) for u in unsearchable[:10]),
-            )
-            meta["unsearchable_names"] = unsearchable
-        queries = {n: c for n, c in queries.items() if c}
-        hits = (
-            corpus.search_captions(
-                queries, limit_per_label=search_limit, mode=mode.replace("-", "_")
-            )
-            if queries
-            else None
-        )
-        t = hits.table if hits is not None else _empty_hits()
-        row_ids = [int(r) for r in t.column("row_id").to_pylist()]
-        labels = [label_index[lab] for lab in t.column("label").to_pylist()]
-        for r, s in zip(row_ids, _col(t, "similarity", default=None)):
-            sims[r] = np.nan if s is None else float(s)
-        hit_nsfw.update(zip(row_ids, _col(t, "nsfw", default=False)))
-        n_amb = 0 if hits is None or hits.ambiguous is None else hits.ambiguous.num_rows
-        meta["ambiguous_rows"] = n_amb
-        if ambiguous == "longest" and n_amb:
-            r2, l2 = _resolve_longest(corpus, hits.ambiguous, classes, label_index)
-            row_ids += r2
-            labels += l2
-            meta["ambiguous_kept"] = len(r2)
-        record("search", labels)
-    if recall in ("knn", "both"):
-        k = int(knn_k or per_class or 1000)
-        k = min(k, int(corpus.n_rows))
-        kscores, krows = corpus.knn(_l2(T), k)
-        krows = np.asarray(krows).ravel()
-        kscores = np.asarray(kscores).ravel()
-        klabels = np.repeat(np.arange(C), k)
-        valid = krows >= 0
-        krows, kscores, klabels = krows[valid], kscores[valid], klabels[valid]
-        # a row reached from several classes goes to the class with the highest score
-        order = np.lexsort((-kscores, krows))
-        krows, kscores, klabels = krows[order], kscores[order], klabels[order]
-        first = np.ones(len(krows), bool)
-        first[1:] = krows[1:] != krows[:-1]
-        krows, klabels = krows[first], klabels[first]
-        if recall == "knn":
-            row_ids, labels = krows.tolist(), klabels.tolist()
-            record("knn", labels)
-        else:
-            have = set(row_ids)
-            new = [(r, lab) for r, lab in zip(krows.tolist(), klabels.tolist()) if r not in have]
-            row_ids += [r for r, _ in new]
-            labels += [lab for _, lab in new]
-            record("search+knn", labels)
-
-    rid = np.asarray(row_ids, dtype=np.int64)
-    lab = np.asarray(labels, dtype=np.int64)
-    order = np.argsort(rid, kind="stable")
-    rid, lab = rid[order], lab[order]
-    if len(rid):
-        info = corpus.rows(rid.tolist())
-        captions = np.asarray(_col(info, "caption", "TEXT", "text", default=""), dtype=object)
-        urls = np.asarray(_col(info, "url", "URL", default=""), dtype=object)
-        flags = np.asarray(
-            [
-                bool(hit_nsfw[r]) if r in hit_nsfw else _is_nsfw(v)
-                for r, v in zip(rid.tolist(), _col(info, "nsfw", "NSFW", default=False))
-            ],
-            dtype=bool,
-        )
-        sim_col = _col(info, "similarity", default=None)
-        similarity = np.asarray(
-            [sims.get(r, np.nan if s is None else s) for r, s in zip(rid.tolist(), sim_col)],
-            dtype=np.float32,
-        )
-    else:
-        captions = urls = np.zeros(0, dtype=object)
-        flags = np.zeros(0, bool)
-        similarity = np.zeros(0, np.float32)
-
-    keep = np.ones(len(rid), bool)
-    if nsfw:
-        keep &= ~flags
-        record("nsfw", lab[keep])
-
-    if dedup_url and len(rid):
-        seen: set = set()
-        for i in np.flatnonzero(keep):
-            u = urls[i]
-            if not u:
-                continue
-            if u in seen:
-                keep[i] = False
-            seen.add(u)
-        record("dedup-url", lab[keep])
-
-    idx = np.flatnonzero(keep)
-    rid, lab, captions, urls, similarity = (
-        rid[idx],
-        lab[idx],
-        captions[idx],
-        urls[idx],
-        similarity[idx],
+    ctx = BuildContext(
+        corpus, classes, T, st, Ev, random_state, encoder=encoder, model=model, meta=meta
     )
-    E = np.asarray(corpus.embeddings(rid.tolist()), dtype=np.float32) if len(rid) else None
-    if E is None:
-        E = np.zeros(
-            (0, T.shape[1] if T is not None else (getattr(corpus, "dim", 0) or 0)), np.float32
-        )
-    if T is not None and E.shape[1] != T.shape[1]:
-        check_corpus_model(corpus, T.shape[1], encoder, model)
-    if len(rid):  # rows without an embedding (image not downloaded / corrupt) read as NaN
-        has = np.isfinite(E).all(axis=1)
-        if not has.all():
-            rid, lab, captions, urls, similarity, E = (
-                a[has] for a in (rid, lab, captions, urls, similarity, E)
-            )
-            meta["no_embedding"] = int((~has).sum())
-            record("has-embedding", lab)
-    keep = np.ones(len(rid), bool)
+    found = RECALLS.get(st.recall)(ctx)
+    rows, held = _run(_candidates(ctx, found), ctx, FILTERS if steps is None else steps)
+    pool = _make_pool(ctx, rows, held)
+    _report_empty(pool)
+    return pool
 
-    if dedup_threshold is not None and len(rid):
-        keep &= _near_duplicate_mask(E, lab, float(dedup_threshold))
-        record("dedup-embedding", lab[keep])
 
-    if eval_embeddings is not None and (leakage_guard is None or leakage_guard):
-        Ev = np.asarray(eval_embeddings, dtype=np.float32)
-        if Ev.ndim != 2 or Ev.shape[1] != E.shape[1]:
-            raise DataError(
-                f"evaluation embeddings have shape {Ev.shape}; the corpus embeddings are "
-                f"{E.shape[1]}-d"
-            )
-        if len(Ev) and keep.any():
-            idx = np.flatnonzero(keep)
-            s, _ = cosine_topk(E[idx], Ev, 1)
-            leak = s[:, 0] >= leakage_threshold
-            keep[idx[leak]] = False
-            meta["leakage_dropped"] = int(leak.sum())
-        record("leakage", lab[keep])
-    elif leakage_guard and eval_embeddings is None:
-        raise ConfigError("leakage_guard=True needs eval_embeddings")
-
-    held = np.zeros(len(rid), bool)
-    if holdout:
-        if not 0 < holdout < 1:
-            raise ConfigError(f"holdout must lie in (0, 1), got {holdout}")
-        rng = np.random.default_rng(random_state)
-        for c in range(C):
-            idx = np.flatnonzero(keep & (lab == c))
-            n_h = int(np.floor(holdout * len(idx)))
-            if n_h:
-                held[rng.choice(idx, n_h, replace=False)] = True
-        keep &= ~held
-        record("holdout", lab[keep])
-
-    zs_prob = np.full(len(rid), np.nan, np.float32)
-    if T is not None and len(rid):
-        S = _l2(E) @ T.T
-        z = S / temperature
-        z -= z.max(axis=1, keepdims=True)
-        P = np.exp(z)
-        P /= P.sum(axis=1, keepdims=True)
-        zs_prob = P[np.arange(len(rid)), lab].astype(np.float32)
-        if agreement:
-            ok = S.argmax(axis=1) == lab
-            if min_probability is not None:
-                ok &= zs_prob >= min_probability
-            keep &= ok
-            record("agreement", lab[keep])
-
-    scores = zs_prob if score == "zero-shot" else similarity
-    if per_class is not None and keep.any():
-        keep = _cap(keep, lab, scores, int(per_class), C)
-        record("cap", lab[keep])
-    if balance and keep.any():
-        counts = np.bincount(lab[keep], minlength=C)
-        m = int(counts[counts > 0].min())
-        keep = _cap(keep, lab, scores, m, C)
-        record("balance", lab[keep])
-
-    idx = np.flatnonzero(keep)
-    pool = PrimingPool(
-        E[idx],
-        lab[idx],
-        names,
-        rid[idx],
-        captions[idx],
-        urls[idx],
-        scores[idx],
-        meta=meta,
-        steps=steps,
-    )
-    hidx = np.flatnonzero(held)
-    pool.holdout = PrimingPool(
-        E[hidx], lab[hidx], names, rid[hidx], captions[hidx], urls[hidx], zs_prob[hidx], meta=meta
-    )
+def _report_empty(pool: PrimingPool) -> None:
+    names, C = pool.class_names, len(pool.class_names)
     empty = [names[c] for c in np.flatnonzero(pool.counts() == 0)]
     pool.meta["empty_classes"] = empty
     if empty:
@@ -458,7 +437,6 @@ def build_pool(
         )
     if len(pool) == 0:
         log.warning("the priming pool is empty: the primed head will equal the zero-shot head")
-    return pool
 
 
 def _is_nsfw(v) -> bool:
@@ -469,49 +447,3 @@ def _is_nsfw(v) -> bool:
     if v is None:
         return False
     return str(v).strip().upper() not in ("", "UNLIKELY", "FALSE", "0", "NONE")
-
-
-def _cap(keep: np.ndarray, lab: np.ndarray, scores: np.ndarray, n: int, C: int) -> np.ndarray:
-    """Keep the ``n`` highest-scoring kept rows of each class (NaN scores rank last)."""
-    idx = np.flatnonzero(keep)
-    s = np.nan_to_num(scores[idx].astype(np.float64), nan=-np.inf)
-    order = np.lexsort((-s, lab[idx]))  # by class, then score descending
-    sorted_lab = lab[idx][order]
-    start = np.searchsorted(sorted_lab, np.arange(C))
-    rank = np.arange(len(order)) - start[sorted_lab]
-    out = np.zeros_like(keep)
-    out[idx[order[rank < n]]] = True
-    return out
-
-
-def _near_duplicate_mask(
-    E: np.ndarray, lab: np.ndarray, threshold: float, k: int = 8
-) -> np.ndarray:
-    """True for rows to keep: within each class, rows linked by cosine ≥ threshold form
-    groups (connected components over each row's k nearest); the first row of a group stays."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    n = len(E)
-    rows, cols = [], []
-    order = np.argsort(lab, kind="stable")
-    bounds = np.flatnonzero(np.diff(lab[order])) + 1
-    for members in np.split(order, bounds):
-        if len(members) < 2:
-            continue
-        s, nb = cosine_topk(E[members], E, min(k, len(members)), pool_index=members)
-        hit = (s >= threshold) & (nb != members[:, None])
-        r, c = np.nonzero(hit)
-        rows.append(members[r])
-        cols.append(nb[r, c])
-    keep = np.ones(n, bool)
-    if rows:
-        r = np.concatenate(rows)
-        c = np.concatenate(cols)
-        if len(r):
-            g = coo_matrix((np.ones(len(r)), (r, c)), shape=(n, n))
-            _, comp = connected_components(g, directed=False)
-            first = np.full(comp.max() + 1, n)
-            np.minimum.at(first, comp, np.arange(n))
-            keep = first[comp] == np.arange(n)
-    return keep

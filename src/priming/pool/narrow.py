@@ -7,26 +7,12 @@ import logging
 import numpy as np
 
 from priming.errors import ConfigError, DataError
-from priming.pool.knn import cosine_topk
+from priming.imprint.topk import TOPK_METHODS, check_queries, topk
 from priming.pool.pool import PrimingPool
 
 log = logging.getLogger(__name__)
 
 __all__ = ["narrow_pool", "pool_neighbors"]
-
-
-def _check_queries(Q, dim: int) -> np.ndarray:
-    Q = np.asarray(Q, dtype=np.float32)
-    if Q.ndim != 2:
-        raise DataError(f"query embeddings must be 2-D (n, D), got shape {Q.shape}")
-    if Q.shape[1] != dim:
-        raise DataError(
-            f"query embeddings have {Q.shape[1]} dimensions but the pool has {dim} "
-            "(embeddings from different models?)"
-        )
-    if not np.isfinite(Q).all():
-        raise DataError("query embeddings contain NaN or infinite values")
-    return Q
 
 
 def pool_neighbors(
@@ -56,18 +42,20 @@ def pool_neighbors(
         raise ConfigError(f"k must be >= 1, got {k}")
     k = int(k)
     P = pool_embeddings
-    Q = _check_queries(query_embeddings, P.shape[1])
-    if method not in ("exact", "faiss", "ivf"):
-        raise ConfigError(f"method must be 'exact', 'faiss' or 'ivf', got {method!r}")
+    Q = check_queries(query_embeddings, P.shape[1])
+    if method not in TOPK_METHODS:
+        raise ConfigError(f"method must be one of {TOPK_METHODS}, got {method!r}")
     if same_class is None:
-        if method == "faiss":
-            return _faiss_knn(Q, P, k)
-        if method == "ivf":
-            return _faiss_ivf(
-                Q, P, k, nprobe=nprobe, chunk=chunk_size * 4, random_state=random_state
-            )
-        s, i = cosine_topk(Q, P, k, pool_chunk=chunk_size, query_chunk=query_chunk)
-        return s, i
+        return topk(
+            Q,
+            P,
+            k,
+            method=method,
+            chunk=chunk_size,
+            query_chunk=query_chunk,
+            nprobe=nprobe,
+            random_state=random_state,
+        )
     if pool_labels is None:
         raise ConfigError("same_class needs pool_labels")
     same_class = np.asarray(same_class)
@@ -87,61 +75,10 @@ def pool_neighbors(
         members = order[lo:hi]
         if len(members) == 0:
             continue
-        s, i = cosine_topk(
-            Q[q], P, kk, pool_index=members, pool_chunk=chunk_size, query_chunk=query_chunk
-        )
+        s, i = topk(Q[q], P, kk, pool_index=members, chunk=chunk_size, query_chunk=query_chunk)
         scores[q, : s.shape[1]] = s
         rows[q, : i.shape[1]] = i
     return scores, rows
-
-
-def _faiss_knn(Q: np.ndarray, P: np.ndarray, k: int):
-    try:
-        import faiss
-    except ImportError:
-        from priming.errors import missing_dependency
-
-        raise missing_dependency("faiss-cpu", "corpus") from None
-    Qn = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
-    P = np.ascontiguousarray(P, dtype=np.float32)
-    norms = np.linalg.norm(P, axis=1, keepdims=True)
-    if not np.allclose(norms, 1.0, atol=1e-3):  # cosine, not inner product
-        P = P / np.maximum(norms, 1e-12)
-    s, i = faiss.knn(
-        np.ascontiguousarray(Qn),
-        P,
-        min(k, len(P)),
-        metric=faiss.METRIC_INNER_PRODUCT,
-    )
-    return s.astype(np.float32), i.astype(np.int64)
-
-
-def _faiss_ivf(Q: np.ndarray, P: np.ndarray, k: int, nprobe: int, chunk: int, random_state):
-    try:
-        import faiss
-    except ImportError:
-        from priming.errors import missing_dependency
-
-        raise missing_dependency("faiss-cpu", "corpus") from None
-    n, d = P.shape
-    nlist = int(max(1, min(round(np.sqrt(n)), n // 39 or 1)))
-    rng = np.random.default_rng(random_state)
-    sample = np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))
-    Ps = P[sample].astype(np.float32)
-    Ps /= np.maximum(np.linalg.norm(Ps, axis=1, keepdims=True), 1e-12)
-    quant = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = int(rng.integers(2**31 - 1))
-    index.cp.niter = 10
-    index.train(Ps)
-    for a in range(0, n, chunk):
-        block = np.asarray(P[a : a + chunk], dtype=np.float32)
-        block = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
-        index.add(block)
-    index.nprobe = int(min(nprobe, nlist))
-    Qn = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
-    s, i = index.search(np.ascontiguousarray(Qn, dtype=np.float32), min(k, n))
-    return s.astype(np.float32), i.astype(np.int64)
 
 
 def narrow_pool(
@@ -166,12 +103,14 @@ def narrow_pool(
     """
     if not isinstance(pool, PrimingPool):
         raise ConfigError("narrow_pool expects a PrimingPool (use pool_neighbors for raw arrays)")
-    Q = _check_queries(
+    Q = check_queries(
         query_embeddings, pool.dim if len(pool) else np.asarray(query_embeddings).shape[-1]
     )
     if len(pool) == 0 or len(Q) == 0:
         log.warning("narrow_pool: empty pool or no queries; the narrowed pool is empty")
-        return pool.subset(np.zeros(0, dtype=np.int64), step="transductive")
+        return pool.subset(
+            np.zeros(0, dtype=np.int64), step="transductive", reason="no queries to narrow to"
+        )
     sc = None
     if same_class is not None:
         sc = np.asarray(same_class)
@@ -202,4 +141,6 @@ def narrow_pool(
         len(keep),
         len(pool),
     )
-    return pool.subset(keep, step="transductive" if sc is None else "transductive (same class)")
+    step = "transductive" if sc is None else "transductive (same class)"
+    near = "an unlabelled query's" if sc is None else "a same-class shot's"
+    return pool.subset(keep, step=step, reason=f"not among {near} {k} nearest pool items")

@@ -11,11 +11,56 @@ from pathlib import Path
 import numpy as np
 
 from priming._fs import replace_dir
-from priming.errors import DataError, missing_dependency
+from priming._optional import require
+from priming.errors import DataError
 
 __all__ = ["PrimingPool"]
 
-_FORMAT = 1
+_FORMAT = 2
+_DROP_COLS = ("row_id", "class", "step", "reason", "caption", "url")
+
+
+def _objects(v, n: int) -> np.ndarray:
+    if v is None:
+        return np.full(n, None, dtype=object)
+    a = np.asarray(v, dtype=object)
+    if a.shape != (n,):
+        raise DataError(f"dropped-row column has shape {a.shape}, expected ({n},)")
+    return a
+
+
+def _dropped_columns(d: dict | None) -> dict[str, np.ndarray]:
+    if d is None:
+        return {
+            k: np.zeros(0, np.int64) if k == "row_id" else np.zeros(0, object) for k in _DROP_COLS
+        }
+    missing = [k for k in _DROP_COLS if k not in d]
+    if missing:
+        raise DataError(f"dropped rows lack the columns {missing}")
+    n = len(d["row_id"])
+    out = {"row_id": np.asarray(d["row_id"], np.int64)}
+    for k in _DROP_COLS[1:]:
+        out[k] = _objects(d[k], n)
+    return out
+
+
+def _step_record(s, class_names: list[str]) -> dict:
+    """One step record from a ``(name, counts)`` pair (older pools) or a dict whose
+    ``kept`` / ``dropped`` are lists in class order or ``{class: n}`` mappings."""
+    if isinstance(s, dict):
+        name, kept, drop = s["step"], s["kept"], s.get("dropped")
+    else:
+        (name, kept), drop = s, None
+
+    def counts(c):
+        if isinstance(c, dict):
+            return [int(c.get(n, 0)) for n in class_names]
+        return [int(x) for x in c]
+
+    rec = {"step": str(name), "kept": counts(kept), "dropped": None if not drop else counts(drop)}
+    if isinstance(s, dict) and s.get("unassigned"):
+        rec["unassigned"] = int(s["unassigned"])
+    return rec
 
 
 class PrimingPool:
@@ -42,7 +87,9 @@ class PrimingPool:
         urls=None,
         scores=None,
         meta: dict | None = None,
-        steps: list[tuple[str, list[int]]] | None = None,
+        steps: list | None = None,
+        dropped: dict | None = None,
+        heldout: PrimingPool | None = None,
     ) -> None:
         E = np.asarray(embeddings, dtype=np.float32)
         y = np.asarray(labels)
@@ -70,9 +117,20 @@ class PrimingPool:
         self.urls = col(urls, "", object)
         self.scores = col(scores, np.nan, np.float32)
         self.meta = dict(meta or {})
-        self._steps: list[tuple[str, list[int]]] = [(s, list(c)) for s, c in (steps or [])]
-        #: rows set aside by ``build_pool(holdout=...)`` (a PrimingPool) or None
-        self.holdout: PrimingPool | None = None
+        self._steps: list[dict] = [_step_record(s, self.class_names) for s in (steps or [])]
+        self._dropped = _dropped_columns(dropped)
+        #: rows set aside by ``build_pool(holdout=...)`` for label-free α selection (a
+        #: PrimingPool with caption labels, unfiltered by agreement and uncapped) or None
+        self.heldout: PrimingPool | None = heldout
+
+    @property
+    def holdout(self) -> PrimingPool | None:
+        """The held-out rows (old name of :attr:`heldout`)."""
+        return self.heldout
+
+    @holdout.setter
+    def holdout(self, value: PrimingPool | None) -> None:
+        self.heldout = value
 
     # -- basics ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -86,26 +144,60 @@ class PrimingPool:
         """Items per class, in ``class_names`` order."""
         return np.bincount(self.labels, minlength=len(self.class_names))
 
-    def record_step(self, name: str) -> None:
-        """Remember the current per-class counts under ``name`` (shown by :meth:`stats`)."""
-        self._steps.append((name, self.counts().tolist()))
+    def record_step(self, name: str, dropped_labels=None, unassigned: int = 0) -> None:
+        """Remember the current per-class counts under ``name`` (shown by :meth:`stats`),
+        and optionally the labels of the rows the step dropped (``unassigned``: dropped
+        rows that had no single class)."""
+        C = len(self.class_names)
+        drop = None
+        if dropped_labels is not None:
+            drop = np.bincount(np.asarray(dropped_labels, np.int64), minlength=C).tolist()
+        rec = {"step": name, "kept": self.counts().tolist(), "dropped": drop}
+        if unassigned:
+            rec["unassigned"] = int(unassigned)
+        self._steps.append(rec)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per-class counts after every build step: ``{step: {class: count}}`` in order."""
-        return {s: dict(zip(self.class_names, c)) for s, c in self._steps}
+        return {r["step"]: dict(zip(self.class_names, r["kept"])) for r in self._steps}
+
+    @property
+    def steps(self) -> list[dict]:
+        """Every build step in order: ``{"step", "kept": {class: n}, "dropped": {class: n}}``
+        (``dropped`` is empty for steps recorded without it, e.g. by older pools)."""
+        out = []
+        for r in self._steps:
+            d = {
+                "step": r["step"],
+                "kept": dict(zip(self.class_names, r["kept"])),
+                "dropped": dict(zip(self.class_names, r["dropped"] or [])),
+            }
+            if r.get("unassigned"):
+                d["unassigned"] = r["unassigned"]
+            out.append(d)
+        return out
+
+    @property
+    def dropped(self) -> dict[str, np.ndarray]:
+        """The rows the steps dropped, one entry per row and step, as columns
+        ``row_id, class, step, reason, caption, url`` (``class`` None where the row had
+        no single class, e.g. an ambiguous caption)."""
+        return {k: v.copy() for k, v in self._dropped.items()}
 
     def stats_table(self) -> str:
         """:meth:`stats` as a markdown table (one row per class, one column per step)."""
-        steps = [s for s, _ in self._steps]
+        steps = [r["step"] for r in self._steps]
+        kept = [r["kept"] for r in self._steps]
         lines = ["| class | " + " | ".join(steps) + " |", "|---" * (len(steps) + 1) + "|"]
         for j, name in enumerate(self.class_names):
-            lines.append(f"| {name} | " + " | ".join(str(c[j]) for _, c in self._steps) + " |")
-        totals = [str(sum(c)) for _, c in self._steps]
+            lines.append(f"| {name} | " + " | ".join(str(c[j]) for c in kept) + " |")
+        totals = [str(sum(c)) for c in kept]
         lines.append("| **total** | " + " | ".join(totals) + " |")
         return "\n".join(lines)
 
-    def subset(self, index, step: str | None = None) -> PrimingPool:
-        """A new pool of the rows ``index`` (bool mask or int positions); records ``step``."""
+    def subset(self, index, step: str | None = None, reason: str | None = None) -> PrimingPool:
+        """A new pool of the rows ``index`` (bool mask or int positions); records ``step``
+        with the rows left out as dropped (``reason``, default "not kept by <step>")."""
         idx = np.asarray(index)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
@@ -119,40 +211,86 @@ class PrimingPool:
             self.scores[idx],
             meta=self.meta,
             steps=self._steps,
+            dropped=self._dropped,
+            heldout=self.heldout,
         )
         if step:
-            out.record_step(step)
+            gone = np.ones(len(self), bool)
+            gone[idx] = False
+            out.add_dropped(
+                step,
+                self.row_ids[gone],
+                self.labels[gone],
+                reason or f"not kept by {step}",
+                self.captions[gone],
+                self.urls[gone],
+            )
+            out.record_step(step, self.labels[gone])
         return out
 
+    def add_dropped(self, step: str, row_ids, labels, reason, captions=None, urls=None) -> None:
+        """Append dropped rows to :attr:`dropped`: ``labels`` are class indices (-1: no
+        class), ``reason`` one string or one per row."""
+        n = len(row_ids)
+        names = np.asarray(self.class_names + [None], dtype=object)
+        lab = np.asarray(labels, np.int64)
+        new = {
+            "row_id": np.asarray(row_ids, np.int64),
+            "class": names[np.where(lab < 0, len(self.class_names), lab)],
+            "step": np.full(n, step, dtype=object),
+            "reason": np.broadcast_to(np.asarray(reason, dtype=object), (n,)).copy(),
+            "caption": _objects(captions, n),
+            "url": _objects(urls, n),
+        }
+        self._dropped = {k: np.concatenate([self._dropped[k], new[k]]) for k in _DROP_COLS}
+
     # -- persistence -------------------------------------------------------------------
+    def _table(self):
+        pa = require("pyarrow", extra="corpus")
+        return pa.table(
+            {
+                "row_id": pa.array(self.row_ids, pa.int64()),
+                "label": pa.array(self.labels, pa.int64()),
+                "class_name": pa.array([self.class_names[i] for i in self.labels], pa.string()),
+                "caption": pa.array([str(c) for c in self.captions], pa.string()),
+                "url": pa.array([str(u) for u in self.urls], pa.string()),
+                "score": pa.array(self.scores, pa.float32()),
+            }
+        )
+
+    def dropped_table(self):
+        """:attr:`dropped` as a pyarrow table (the ``steps.parquet`` of a saved pool)."""
+        pa = require("pyarrow", extra="corpus")
+        d = self._dropped
+
+        def text(v):
+            return pa.array([None if x is None else str(x) for x in v], pa.string())
+
+        cols = {"row_id": pa.array(d["row_id"], pa.int64())}
+        cols.update({k: text(d[k]) for k in _DROP_COLS[1:]})
+        return pa.table(cols)
+
     def save(self, path: str | Path) -> Path:
-        """Write ``pool.parquet`` (metadata), ``embeddings.npy`` and ``pool.json`` into the
-        folder ``path``; written to a temporary folder first, then moved into place."""
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise missing_dependency("pyarrow", "corpus") from None
+        """Write the pool folder ``path``: ``pool.parquet`` (kept rows), ``embeddings.npy``,
+        ``pool.json`` (class names, ``steps``: kept/dropped counts per step and class,
+        meta), ``steps.parquet`` (every dropped row with its step and reason) and, when
+        rows were held out, ``heldout.parquet`` + ``heldout.npy``. Written to a temporary
+        folder first, then moved into place."""
+        pq = require("pyarrow.parquet", extra="corpus", package="pyarrow")
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
         try:
-            table = pa.table(
-                {
-                    "row_id": pa.array(self.row_ids, pa.int64()),
-                    "label": pa.array(self.labels, pa.int64()),
-                    "class_name": pa.array([self.class_names[i] for i in self.labels], pa.string()),
-                    "caption": pa.array([str(c) for c in self.captions], pa.string()),
-                    "url": pa.array([str(u) for u in self.urls], pa.string()),
-                    "score": pa.array(self.scores, pa.float32()),
-                }
-            )
-            pq.write_table(table, tmp / "pool.parquet")
+            pq.write_table(self._table(), tmp / "pool.parquet")
             np.save(tmp / "embeddings.npy", self.embeddings)
+            pq.write_table(self.dropped_table(), tmp / "steps.parquet")
+            if self.heldout is not None and len(self.heldout):
+                pq.write_table(self.heldout._table(), tmp / "heldout.parquet")
+                np.save(tmp / "heldout.npy", self.heldout.embeddings)
             meta = {
                 "format_version": _FORMAT,
                 "class_names": self.class_names,
-                "steps": [[s, c] for s, c in self._steps],
+                "steps": self.steps,
                 "meta": self.meta,
             }
             (tmp / "pool.json").write_text(
@@ -166,25 +304,36 @@ class PrimingPool:
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False) -> PrimingPool:
-        """Read a pool written by :meth:`save` (``mmap=True`` maps the embeddings)."""
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise missing_dependency("pyarrow", "corpus") from None
+        """Read a pool written by :meth:`save` (``mmap=True`` maps the embeddings). Pool
+        folders from before step records (no ``steps.parquet`` / held-out files) load
+        with no dropped rows and no held-out rows."""
+        pq = require("pyarrow.parquet", extra="corpus", package="pyarrow")
         p = Path(path)
         if not (p / "pool.json").is_file():
             raise DataError(f"{str(p)!r} is not a saved priming pool (no pool.json)")
         meta = json.loads((p / "pool.json").read_text(encoding="utf-8"))
-        t = pq.read_table(p / "pool.parquet").to_pydict()
-        E = np.load(p / "embeddings.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
-        return cls(
-            E,
-            np.asarray(t["label"], dtype=np.int64),
-            meta["class_names"],
-            row_ids=t["row_id"],
-            captions=t["caption"],
-            urls=t["url"],
-            scores=np.asarray(t["score"], dtype=np.float32),
-            meta=meta.get("meta", {}),
-            steps=[(s, c) for s, c in meta.get("steps", [])],
-        )
+        names = meta["class_names"]
+
+        def rows(table: str, emb: str, **kw):
+            t = pq.read_table(p / table).to_pydict()
+            E = np.load(p / emb, mmap_mode="r" if mmap else None, allow_pickle=False)
+            return cls(
+                E,
+                np.asarray(t["label"], dtype=np.int64),
+                names,
+                row_ids=t["row_id"],
+                captions=t["caption"],
+                urls=t["url"],
+                scores=np.asarray(t["score"], dtype=np.float32),
+                meta=meta.get("meta", {}),
+                **kw,
+            )
+
+        heldout = None
+        if (p / "heldout.parquet").is_file() and (p / "heldout.npy").is_file():
+            heldout = rows("heldout.parquet", "heldout.npy")
+        dropped = None
+        if (p / "steps.parquet").is_file():
+            dropped = pq.read_table(p / "steps.parquet").to_pydict()
+        steps = [s if isinstance(s, dict) else tuple(s) for s in meta.get("steps", [])]
+        return rows("pool.parquet", "embeddings.npy", steps=steps, dropped=dropped, heldout=heldout)
