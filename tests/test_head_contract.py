@@ -66,13 +66,9 @@ def _problem(head, n_per_class=30, noise=0.15, seed=0, labels=None):
     return X.astype(np.float32), y
 
 
-# Kinds whose scores depend on the batch (issue 10's transductive and test-time heads), for
-# head classes that do not declare ``transductive = True`` themselves yet.
-TRANSDUCTIVE_KINDS = {"tda", "transclip", "zlap"}
-
-
 def _transductive(kind) -> bool:
-    return kind in TRANSDUCTIVE_KINDS or bool(getattr(HEADS.get(kind), "transductive", False))
+    """Kinds whose scores depend on the batch (transductive and test-time heads)."""
+    return bool(HEADS.get(kind).transductive)
 
 
 def _example(kind, random_state=0):

@@ -27,7 +27,7 @@ from priming.corpus._search import (
     search_shard,
     shard_connection,
 )
-from priming.errors import ConfigError, DataError, missing_dependency
+from priming.errors import ConfigError, DataError
 from priming.exec import ExecutorSpec, open_executor
 
 log = logging.getLogger(__name__)

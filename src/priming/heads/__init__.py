@@ -8,8 +8,11 @@ and how to add a head.
 
 from priming.heads.alpha import REFERENCE_ALPHAS, schedule_alpha
 from priming.heads.base import HEADS, BaseHead, load_head, read_head_metadata, register_head
+from priming.heads.gda import GDAHead
 from priming.heads.imprinted import PRESETS, ImprintedHead
 from priming.heads.primed import PrimedHead, primed_scores
+from priming.heads.proker import ProKeRHead
+from priming.heads.tda import TDAHead
 from priming.heads.templates import (
     TEMPLATE_SETS,
     get_templates,
@@ -19,6 +22,9 @@ from priming.heads.templates import (
     parse_class_names,
 )
 from priming.heads.text import ZeroShotHead, build_text_weights
+from priming.heads.tip_adapter import TipAdapterHead
+from priming.heads.transclip import TransCLIPHead
+from priming.heads.zlap import ZLaPHead
 
 __all__ = [
     "BaseHead",
@@ -31,6 +37,12 @@ __all__ = [
     "PrimedHead",
     "primed_scores",
     "ZeroShotHead",
+    "TipAdapterHead",
+    "GDAHead",
+    "ProKeRHead",
+    "TransCLIPHead",
+    "ZLaPHead",
+    "TDAHead",
     "build_text_weights",
     "REFERENCE_ALPHAS",
     "schedule_alpha",

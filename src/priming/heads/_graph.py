@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from priming.imprint.topk import topk
+
 __all__ = ["knn_search", "knn_matrix"]
 
 
@@ -19,21 +21,19 @@ def knn_search(
 
     Returns ``(indices, similarities)``, both ``(m, k')`` with ``k' = min(k, available)``,
     sorted by decreasing similarity (ties: lower index first). ``exclude_self`` (``Q`` is
-    ``R``) drops each row's own index."""
+    ``R``) drops each row's own index. The search is :func:`priming.imprint.topk.topk`;
+    the similarities of the rows it found are recomputed in ``Q``'s precision."""
     m, n = Q.shape[0], R.shape[0]
     k = int(min(k, n - 1 if exclude_self else n))
     if k <= 0 or m == 0:
         return np.zeros((m, 0), np.int64), np.zeros((m, 0))
-    idx = np.empty((m, k), np.int64)
-    sim = np.empty((m, k))
-    for a in range(0, m, chunk):
-        S = Q[a : a + chunk] @ R.T
-        if exclude_self:
-            rows = np.arange(S.shape[0])
-            S[rows, a + rows] = -np.inf
-        order = np.argsort(-S, axis=1, kind="stable")[:, :k]
-        idx[a : a + len(S)] = order
-        sim[a : a + len(S)] = np.take_along_axis(S, order, axis=1)
+    _, idx = topk(Q, R, k + int(exclude_self), metric="ip", query_chunk=chunk)
+    if exclude_self:
+        own = idx == np.arange(m)[:, None]
+        # drop each row's own index (or, when it fell outside, the last candidate)
+        own[:, -1] |= ~own.any(axis=1)
+        idx = idx[~own].reshape(m, k)
+    sim = np.einsum("md,mkd->mk", Q, R[idx])
     return idx, sim
 
 

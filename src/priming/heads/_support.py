@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from priming.errors import ConfigError, DataError
+from priming.heads._util import check_matrix
 from priming.imprint.normalize import l2_normalize
 
 __all__ = [
@@ -31,22 +32,7 @@ __all__ = [
 
 def check_features(X, name: str, n_features: int | None = None) -> np.ndarray:
     """A finite 2-D float64 matrix (``name`` appears in every error message)."""
-    try:
-        A = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} must be a numeric matrix: {exc}") from None
-    if A.ndim != 2:
-        raise DataError(f"{name} must be 2-D (n_samples, n_features), got shape {A.shape}")
-    if A.shape[0] == 0:
-        raise DataError(f"{name} is empty (0 rows)")
-    if n_features is not None and A.shape[1] != n_features:
-        raise DataError(
-            f"{name} has {A.shape[1]} features but the head expects {n_features} "
-            "(embeddings from a different model?)"
-        )
-    if not np.isfinite(A).all():
-        raise DataError(f"{name} contains NaN or infinite values")
-    return A
+    return check_matrix(X, name, n_features, dtype=np.float64)
 
 
 def check_text_head(text_weights, classes) -> tuple[np.ndarray, np.ndarray]:

@@ -105,6 +105,8 @@ class TDAHead(BaseHead):
     _fitted_values = ("selection_", "n_seen_")
     default_temperature: ClassVar[float] = 1.0
 
+    transductive = True  # scores depend on the batch given
+
     def __init__(
         self,
         text_weights=None,

@@ -165,6 +165,8 @@ class TransCLIPHead(BaseHead):
     _fitted_values = ("selection_",)
     default_temperature: ClassVar[float] = 1.0
 
+    transductive = True  # scores depend on the batch given
+
     def __init__(
         self,
         text_weights=None,

@@ -137,6 +137,8 @@ class ZLaPHead(BaseHead):
     _fitted_arrays = ("support_X_", "support_y_", "support_w_")
     _fitted_values = ("selection_",)
 
+    transductive = True  # scores depend on the batch given
+
     def __init__(
         self,
         text_weights=None,
