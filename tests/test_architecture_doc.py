@@ -170,3 +170,30 @@ def test_executor_example_is_used_by_name(unregister):
     with open_executor("two-threads", max_workers=3, kind="thread") as ex:
         assert ex.submit(sum, [1, 2]).result() == 3
     assert ns["made"][-1] == (3, "thread")
+
+
+def test_readme_imprinting_example_runs_and_saves_a_folder(tmp_path, monkeypatch):
+    """README's first Python example (the head folder format, load_head)."""
+    from tests.test_doc_examples import python_block
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((5, 16))
+
+    def data(classes, n):
+        y = np.repeat(classes, n)
+        return centres[y] + 0.2 * rng.standard_normal((len(y), 16)), y
+
+    X_train, y_train = data([0, 1, 2], 40)
+    X_test, y_test = data([0, 1, 2], 10)
+    X_new, y_new = data([3, 4], 10)
+    ns = {"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}
+    ns.update(X_new=X_new, y_new=y_new)
+    code = python_block(ROOT / "README.md", "Imprinting on embeddings you already have")
+    exec(compile(code, "README.md", "exec"), ns)
+    assert (tmp_path / "head" / "head.json").is_file()
+    assert (tmp_path / "head" / "arrays.npz").is_file()
+    head = ns["head"]
+    assert head.classes_.tolist() == [0, 1, 2, 3, 4]  # partial_fit added the new classes
+    X_all, y_all = data([0, 1, 2, 3, 4], 10)
+    assert head.score(X_all, y_all) >= 0.9
