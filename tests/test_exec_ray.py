@@ -279,7 +279,9 @@ def test_per_shard_work_survives_a_killed_worker_and_stays_exact(ex, tmp_path):
     (tmp_path / "b").mkdir()
     inline = [count_words_shard(p, tmp_path / "a" / p.name) for p in srcs]
     futs = [
-        ex.submit(die_once, str(tmp_path / "dead"), "kill", count_words_shard, p, tmp_path / "b" / p.name)
+        ex.submit(
+            die_once, str(tmp_path / "dead"), "kill", count_words_shard, p, tmp_path / "b" / p.name
+        )
         if i == 2
         else ex.submit(count_words_shard, p, tmp_path / "b" / p.name)
         for i, p in enumerate(srcs)

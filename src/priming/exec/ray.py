@@ -120,8 +120,9 @@ def _unwrap(ray: Any, exc: BaseException) -> BaseException:
     if isinstance(exc, ray.exceptions.RayTaskError):
         cause = getattr(exc, "cause", None)
         if isinstance(cause, BaseException):
-            if hasattr(cause, "add_note"):
-                cause.add_note(f"raised in a Ray worker:\n{exc.traceback_str}")
+            remote_tb = vars(exc).get("traceback_str")
+            if remote_tb and hasattr(cause, "add_note"):
+                cause.add_note(f"raised in a Ray worker:\n{remote_tb}")
             return cause
     return exc
 
@@ -154,8 +155,12 @@ def _future_of(ray: Any, ref: Any, on_done: Callable[[Future], None]) -> _RayFut
         exc = src.exception()
         if exc is None:
             fut.set_result(src.result())
-        else:
-            fut.set_exception(_unwrap(ray, exc))
+            return
+        try:
+            exc = _unwrap(ray, exc)
+        except Exception:  # never leave the future unresolved
+            log.debug("could not unwrap a Ray error", exc_info=True)
+        fut.set_exception(exc)
 
     ref.future().add_done_callback(transfer)
     return fut
@@ -362,7 +367,9 @@ class ActorPoolExecutor:
             max_restarts=max_restarts,
             max_task_retries=max_task_retries,
         )
-        self._actors = [cls.remote(factory, tuple(args), dict(kwargs or {})) for _ in range(n_actors)]
+        self._actors = [
+            cls.remote(factory, tuple(args), dict(kwargs or {})) for _ in range(n_actors)
+        ]
         self._load = [0] * n_actors
         self._lock = threading.Lock()
         self._outstanding = _Outstanding()
