@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SHIM   := $(VENV)/.torchvision-shim
 EXTRAS ?= all,dev
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench venv clean chromium
 
 venv: $(SHIM)
 
@@ -30,8 +30,14 @@ $(SHIM): $(STAMP) tools/dev_torchvision_shim.py tools/install_dev_shim.py
 
 demo: $(SHIM)
 	$(PY) -m priming demo
+	@echo "Browse the demo's run:  $(VENV)/bin/priming browse demo-out/run"
 
-test: $(SHIM)
+# Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium); where it
+# cannot be installed the script says why and those tests skip.
+chromium:
+	sh tools/install_chromium.sh
+
+test: $(SHIM) chromium
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -n 2 -q
 

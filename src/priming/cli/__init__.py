@@ -28,6 +28,7 @@ COMMAND_MODULES: list[str] = [
     "priming.cli.sweep",
     "priming.cli.report",
     "priming.cli.reproduce",
+    "priming.cli.browse",
 ]
 
 log = logging.getLogger("priming")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
+
+from priming.errors import ConfigError
 
 
 def positive_int(text: str) -> int:
@@ -24,3 +28,40 @@ def boolean(text: str) -> bool:
     if v in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def add_executor_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--executor`` (a name from :data:`priming.exec.EXECUTORS`) and ``--ray-address``."""
+    from priming.exec import EXECUTORS
+
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS.names(),
+        default=None,
+        help=f"where {what} runs: local (default: in-process pools), inline, or ray",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --executor ray: the cluster to join (default: RAY_ADDRESS, a Ray already "
+        "running in this process, else a local one started for this command)",
+    )
+
+
+@contextlib.contextmanager
+def executor_from_args(args: argparse.Namespace) -> Iterator[object]:
+    """What to pass as ``executor=``: the name, or for ``ray`` one :class:`RayExecutor` for the
+    whole command (every step shares it; a local Ray it started stops with the command)."""
+    if getattr(args, "ray_address", None) and getattr(args, "executor", None) != "ray":
+        raise ConfigError("--ray-address needs --executor ray")
+    if getattr(args, "executor", None) != "ray":
+        yield getattr(args, "executor", None)
+        return
+    from priming.exec.ray import RayExecutor
+
+    ex = RayExecutor(address=args.ray_address)
+    try:
+        yield ex
+    finally:
+        ex.shutdown(wait=True)

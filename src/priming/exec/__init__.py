@@ -125,6 +125,15 @@ EXECUTORS.register("local", _local)
 EXECUTORS.register("inline", lambda max_workers, kind: InlineExecutor())
 
 
+def _ray(max_workers: int | None, kind: str) -> Executor:
+    from priming.exec.ray import ray_executor  # lazy: ray is an optional extra (priming[ray])
+
+    return ray_executor(max_workers, kind)
+
+
+EXECUTORS.register("ray", _ray)
+
+
 def register_executor(name: str, factory: Callable[[int | None, str], Executor]) -> None:
     """Make ``executor=name`` (and ``--executor name``) create executors with ``factory``."""
     EXECUTORS.register(name, factory)

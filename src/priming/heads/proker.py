@@ -20,6 +20,7 @@ from priming.heads._support import (
     zero_shot_logits,
 )
 from priming.heads.base import BaseHead, register_head
+from priming.heads.text import example_text_weights
 from priming.imprint.normalize import l2_normalize
 
 __all__ = ["ProKeRHead", "proker_coefficients"]
@@ -109,8 +110,7 @@ class ProKeRHead(BaseHead):
 
     @classmethod
     def _example(cls, n_classes: int, n_features: int, random_state: int = 0) -> ProKeRHead:
-        rng = np.random.default_rng(random_state)
-        T = l2_normalize(rng.normal(size=(n_classes, n_features)))
+        T = example_text_weights(n_classes, n_features, random_state)
         return cls(
             text_weights=T,
             lambda_grid=(0.1, 1.0),

@@ -21,6 +21,7 @@ from priming.heads._support import (
     zero_shot_logits,
 )
 from priming.heads.base import BaseHead, register_head
+from priming.heads.text import example_text_weights
 from priming.imprint.normalize import l2_normalize
 
 __all__ = ["TDAHead"]
@@ -135,8 +136,7 @@ class TDAHead(BaseHead):
 
     @classmethod
     def _example(cls, n_classes: int, n_features: int, random_state: int = 0) -> TDAHead:
-        rng = np.random.default_rng(random_state)
-        return cls(text_weights=l2_normalize(rng.normal(size=(n_classes, n_features))))
+        return cls(text_weights=example_text_weights(n_classes, n_features, random_state))
 
     def _band(self, value, name: str) -> tuple[float, float]:
         try:

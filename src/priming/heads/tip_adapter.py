@@ -20,6 +20,7 @@ from priming.heads._support import (
     zero_shot_logits,
 )
 from priming.heads.base import BaseHead, register_head
+from priming.heads.text import example_text_weights
 from priming.imprint.normalize import l2_normalize
 
 __all__ = ["TipAdapterHead"]
@@ -96,8 +97,7 @@ class TipAdapterHead(BaseHead):
 
     @classmethod
     def _example(cls, n_classes: int, n_features: int, random_state: int = 0) -> TipAdapterHead:
-        rng = np.random.default_rng(random_state)
-        T = l2_normalize(rng.normal(size=(n_classes, n_features)))
+        T = example_text_weights(n_classes, n_features, random_state)
         return cls(text_weights=T, alpha_grid=(0.5, 2.0), beta_grid=(1.0, 5.5), n_folds=3)
 
     def _candidates(self) -> list[tuple[float, float]]:

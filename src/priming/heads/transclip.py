@@ -26,6 +26,7 @@ from priming.heads._support import (
     zero_shot_logits,
 )
 from priming.heads.base import BaseHead, register_head
+from priming.heads.text import example_text_weights
 from priming.imprint.normalize import l2_normalize
 
 __all__ = ["TransCLIPHead", "transclip_solve", "TransCLIPSettings"]
@@ -197,8 +198,7 @@ class TransCLIPHead(BaseHead):
 
     @classmethod
     def _example(cls, n_classes: int, n_features: int, random_state: int = 0) -> TransCLIPHead:
-        rng = np.random.default_rng(random_state)
-        T = l2_normalize(rng.normal(size=(n_classes, n_features)))
+        T = example_text_weights(n_classes, n_features, random_state)
         return cls(text_weights=T, gamma_grid=(0.01, 0.2), n_iter=3, n_folds=2)
 
     def fit(self, X=None, y=None, sample_weight=None) -> TransCLIPHead:
