@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from priming.cli import main
-from priming.data.classnames import (
+from priming.classnames import (
     load_class_names,
     match_labels,
     name_key,

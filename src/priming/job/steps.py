@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from priming.data.classnames import load_class_names, match_labels, parse_class_names
+from priming.classnames import load_class_names, match_labels, parse_class_names
 from priming.errors import ConfigError, DataError
 from priming.progress import ProgressCallback
 

@@ -18,7 +18,7 @@ from dataclasses import fields
 import numpy as np
 
 from priming.errors import ConfigError, DataError
-from priming.heads.templates import parse_class_names
+from priming.classnames import parse_class_names
 from priming.pool.pool import PrimingPool
 from priming.pool.recall import RECALLS, Recalled, column
 from priming.pool.steps import (

@@ -28,6 +28,7 @@ import numpy as np
 
 from priming._fs import atomic_output, make_dir, write_text_atomic
 from priming._json import to_jsonable
+from priming.classnames import name_key
 from priming.errors import ConfigError, DataError
 from priming.progress import ProgressCallback, track
 
@@ -112,14 +113,15 @@ class NPResult:
 
 
 def _unique_names(names: Sequence[str]) -> tuple[list[str], np.ndarray, list[int]]:
-    """Distinct class names (case-insensitive), each benchmark class's index into them,
-    and the benchmark classes that repeat an earlier name (ImageNet has two)."""
+    """Distinct class names (the same when their :func:`priming.classnames.name_key` is),
+    each benchmark class's index into them, and the benchmark classes that repeat an
+    earlier name (ImageNet has two)."""
     seen: dict[str, int] = {}
     uniq: list[str] = []
     index = np.empty(len(names), dtype=np.int64)
     dups: list[int] = []
     for i, n in enumerate(names):
-        k = n.casefold()
+        k = name_key(n)
         if k in seen:
             dups.append(i)
         else:
@@ -131,10 +133,7 @@ def _unique_names(names: Sequence[str]) -> tuple[list[str], np.ndarray, list[int
 
 def _split_dataset(split, source: str):
     """Wrap a loader split as a :class:`priming.data.datasets.Dataset` (cacheable)."""
-    from priming.data.datasets import (
-        Dataset,
-        _file_identity,  # MERGE: file_identity
-    )
+    from priming.data.datasets import Dataset, file_identity
     from priming.data.loaders import open_image
 
     class SplitDataset(Dataset):
@@ -158,7 +157,7 @@ def _split_dataset(split, source: str):
             for item in self.ids:
                 f = item.rsplit("::", 1)[0] if "::" in item else item
                 if f not in files:
-                    files[f] = _file_identity(Path(f), self.fingerprint_mode)
+                    files[f] = file_identity(Path(f), self.fingerprint_mode)
             return [self.ids, sorted(files.items())]
 
     return SplitDataset()
