@@ -432,7 +432,7 @@ def evaluate(heads: Mapping[str, Any], inputs: Inputs, names: Sequence[str]):
     """Accuracy of the zero-shot text head (from the first head) and of every primed
     head on the labelled eval data, as ``{"zero_shot": HeadMetrics, "primed (P)": ...}``;
     None without labelled eval data."""
-    from priming.eval.metrics import classification_report
+    from priming.job.metrics import classification_report
     from priming.job.results import HeadMetrics
 
     if inputs.eval is None or inputs.eval_y is None or not heads:

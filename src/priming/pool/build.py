@@ -17,8 +17,8 @@ from dataclasses import fields
 
 import numpy as np
 
-from priming.errors import ConfigError, DataError
 from priming.classnames import parse_class_names
+from priming.errors import ConfigError, DataError
 from priming.pool.pool import PrimingPool
 from priming.pool.recall import RECALLS, Recalled, column
 from priming.pool.steps import (
