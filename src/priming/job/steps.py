@@ -346,7 +346,7 @@ def make_pool(
         encoder=encoder,
         **options,
     )
-    held = pool.holdout
+    held = pool.heldout
     return BuiltPool(narrow(pool, inputs, transductive=transductive, guided=guided, k=k), held)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from priming.classnames import parse_class_names
 from priming.errors import ConfigError, DataError
+from priming.pool.choices import AMBIGUOUS_POLICIES, POOL_SCORES, SEARCH_MODES
 from priming.pool.pool import PrimingPool
 from priming.pool.recall import RECALLS, Recalled, column
 from priming.pool.steps import (
@@ -32,20 +33,7 @@ from priming.pool.steps import (
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "AMBIGUOUS_POLICIES",
-    "POOL_SCORES",
-    "SEARCH_MODES",
-    "build_pool",
-    "check_corpus_model",
-]
-
-#: caption search modes (``"all-tokens"`` is accepted as a spelling of ``"all_tokens"``)
-SEARCH_MODES = ("phrase", "all_tokens")
-#: what happens to a caption that matches several classes
-AMBIGUOUS_POLICIES = ("drop", "longest")
-#: the ranking of the per-class cap
-POOL_SCORES = ("zero-shot", "similarity")
+__all__ = ["build_pool", "check_corpus_model"]
 
 
 def check_corpus_model(
