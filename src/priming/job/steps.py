@@ -323,6 +323,7 @@ def make_pool(
     inputs: Inputs | None = None,
     *,
     encoder=None,
+    exclude: np.ndarray | None = None,
     holdout: float = 0.0,
     random_state: int | None = 0,
     transductive: bool = False,
@@ -332,15 +333,18 @@ def make_pool(
 ) -> BuiltPool:
     """Build the pool for ``text``'s classes from ``corpus`` (``options``: any
     :func:`priming.pool.build_pool` settings, e.g. from :func:`pool_options`), guarded
-    against leakage of ``inputs``' target data, then narrow it (:func:`narrow`)."""
+    against leakage of ``inputs``' target data and of ``exclude`` (more embeddings the
+    pool must not duplicate, e.g. the split a recipe draws shots from), then narrow it
+    (:func:`narrow`)."""
     from priming.pool import build_pool
 
     inputs = inputs or Inputs()
+    ref = [r for r in (inputs.leakage_reference(), exclude) if r is not None]
     pool = build_pool(
         corpus,
         text.classes,
         text.weights,
-        eval_embeddings=inputs.leakage_reference(),
+        eval_embeddings=np.concatenate(ref) if len(ref) > 1 else (ref[0] if ref else None),
         holdout=holdout,
         random_state=random_state,
         encoder=encoder,
