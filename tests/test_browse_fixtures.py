@@ -171,7 +171,7 @@ def make_real_run(tmp: Path):
     Returns ``(run_dir, corpus_dir, result)``.
     """
     from priming.eval.metrics import save_predictions
-    from priming.eval.prime import PrimeConfig, run_prime
+    from priming.job import PrimeConfig, run_prime
     from tests._fakes import BagOfWordsEncoder, write_text_corpus
 
     rng = np.random.default_rng(0)

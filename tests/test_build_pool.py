@@ -246,8 +246,8 @@ def test_holdout_before_agreement():
     pool = build_pool(
         c, CLASSES[:2], T[:2], per_class=None, dedup_threshold=None, holdout=0.25, random_state=0
     )
-    assert pool.holdout.counts().tolist() == [5, 5]
-    assert not set(pool.holdout.row_ids.tolist()) & set(pool.row_ids.tolist())
+    assert pool.heldout.counts().tolist() == [5, 5]
+    assert not set(pool.heldout.row_ids.tolist()) & set(pool.row_ids.tolist())
     assert pool.stats()["holdout"] == {"cat": 15, "dog": 15}
     assert list(pool.stats()).index("holdout") < list(pool.stats()).index("agreement")
     with pytest.raises(ConfigError, match="holdout"):

@@ -138,7 +138,6 @@ def test_recipes_draw_no_bars_and_import_no_private_names_across_packages(path):
         n for n in names
         if n.startswith("priming.") and not n.startswith(own) and not n.startswith(shared)
         and any(part.startswith("_") for part in n.split(".")[1:])
-        and n != "priming.data.datasets._file_identity"  # MERGE: file_identity
     ]  # fmt: skip
     assert private == []
 

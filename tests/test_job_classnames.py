@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from priming.cli import main
-from priming.data.classnames import (
+from priming.classnames import (
     load_class_names,
     match_labels,
     name_key,
     parse_class_names,
 )
+from priming.cli import main
 from priming.errors import DataError
 
 

@@ -125,3 +125,18 @@ def test_choices_and_defaults_come_from_one_place(inputs, capsys):
     assert rc == 2 and "recall must be one of search, knn, both; got 'grep'" in err
     assert "score must be one of zero-shot, similarity; got 'best'" in err
     assert not (inputs / "r").exists()
+
+
+def test_config_choices_are_the_pools_and_the_heads():
+    import priming.job.config as config
+    from priming import pool
+    from priming.heads.primed import EMPTY_CLASS_CHOICES
+    from priming.pool.recall import RECALLS
+
+    fields = {f.name: f.metadata["choices"] for f in dataclasses.fields(PrimeConfig)}
+    assert fields["recall"] is pool.RECALL_METHODS and set(pool.RECALL_METHODS) <= set(RECALLS)
+    assert fields["search_mode"] is pool.SEARCH_MODES
+    assert fields["ambiguous"] is pool.AMBIGUOUS_POLICIES
+    assert fields["score"] is pool.POOL_SCORES
+    # the one copy (importing priming.heads here would load scikit-learn for --help)
+    assert fields["empty_class"] is config.EMPTY_CLASS and config.EMPTY_CLASS == EMPTY_CLASS_CHOICES

@@ -70,7 +70,7 @@ def test_head_json_cannot_name_arbitrary_callables(world, tmp_path):
     h = tmp_path / "h"
     shutil.copytree(tmp / "head", h)
     meta = json.loads((h / "head.json").read_text())
-    meta["imprint_class"] = "priming.eval.prime:run_prime"
+    meta["imprint_class"] = "priming.job.run:run_prime"
     (h / "head.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="imprint class"):
         load_head(h)

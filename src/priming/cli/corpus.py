@@ -247,7 +247,7 @@ def _print_image_report(corpus_dir: str, encoder) -> None:
 def read_classes(path: str) -> dict[str, list[str]]:
     """Read a class-name file exactly as ``priming prime`` does (comments, BOM and
     invisible characters ignored; duplicates an error): label -> names."""
-    from priming.heads import load_class_names
+    from priming.classnames import load_class_names
 
     return {names[0]: names for names in load_class_names(path)}
 

@@ -115,10 +115,6 @@ def file_identity(path: Path, mode: str) -> list[Any]:
     return [st.st_size, st.st_mtime_ns]
 
 
-#: the old private name, kept until the merge (``priming.eval.reproduce_np`` imports it)
-_file_identity = file_identity
-
-
 class _FileListDataset(Dataset):
     """Items that are image files on disk."""
 

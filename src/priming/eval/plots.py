@@ -1,43 +1,21 @@
-"""Plots for reports (matplotlib, Agg backend, written atomically as PNG)."""
+"""Plots for reports (matplotlib, Agg backend, written atomically as PNG).
+
+:func:`pyplot` and :func:`atomic_savefig` live in :mod:`priming.job.report` (the run
+report draws with them and the job sits below :mod:`priming.eval`); they are named here
+too for the evaluation layer's plots.
+"""
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from priming._fs import atomic_path
-from priming._optional import require
+from priming.job.report import atomic_savefig, pyplot
 
 __all__ = ["pyplot", "atomic_savefig", "plot_lines"]
-
-
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the non-interactive Agg backend."""
-    matplotlib = require("matplotlib", "eval")
-    matplotlib.use("Agg", force=True)
-    return require("matplotlib.pyplot", "eval")
-
-
-def atomic_savefig(fig: Any, path: str | os.PathLike[str], dpi: int = 130) -> Path:
-    """Save ``fig`` to ``path`` via a temporary file + rename, then close it.
-
-    Matplotlib's "Glyph ... missing from font" warnings (a class name in a script the
-    font lacks) are not passed on: the figure is written, the label shows boxes."""
-    plt = pyplot()
-    path = Path(path)
-    try:
-        with atomic_path(path, suffix=".png") as tmp, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
-            warnings.filterwarnings("ignore", message=r"Matplotlib currently does not support")
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    return path
 
 
 def plot_lines(

@@ -1,4 +1,7 @@
-"""Prompt-template sets, class-name files and description files.
+"""Prompt-template sets and description files.
+
+The class-name helpers (``clean_name``, ``parse_class_names``, ``load_class_names``) are
+re-exported from :mod:`priming.classnames`, the one implementation.
 
 Built-in template sets (``{}`` is the class-name placeholder):
 
@@ -24,11 +27,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from priming.classnames import clean_name, load_class_names, parse_class_names
 from priming.errors import DataError
 from priming.registry import Registry
 
@@ -220,17 +222,6 @@ TEMPLATE_SETS.register("identity", ("{}",))
 for _name, _tmpl in _PER_DATASET.items():
     TEMPLATE_SETS.register(_name, _tmpl)
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
-_SPACE = re.compile(r"\s+")
-
-
-def clean_name(text: str) -> str:
-    """Normalise a class name: Unicode NFC, control/zero-width characters removed,
-    runs of white space collapsed, ends stripped."""
-    text = unicodedata.normalize("NFC", str(text))
-    text = _CONTROL.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
-
 
 def _check_templates(templates: Sequence[str], source: str) -> tuple[str, ...]:
     out = []
@@ -289,79 +280,6 @@ def load_templates(path: str | Path) -> tuple[str, ...]:
     lines = [ln.strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     return _check_templates(lines, f"template file {str(p)!r}")
-
-
-def parse_class_names(
-    classes: Sequence[str | Sequence[str]], source: str = "class names"
-) -> list[list[str]]:
-    """Normalise class names to a list of synonym lists (first name is the class's name).
-
-    A string may carry synonyms separated by ``|``. Names are cleaned with
-    :func:`clean_name`; empty entries are an error, as are duplicates (case-insensitive),
-    whether of a class or of a synonym used by two classes.
-    """
-    if isinstance(classes, str):
-        raise DataError(f"{source}: expected a list of class names, got a single string")
-    out: list[list[str]] = []
-    seen: dict[str, int] = {}
-    for i, entry in enumerate(classes):
-        raw = entry.split("|") if isinstance(entry, str) else list(entry)
-        names = []
-        for n in raw:
-            if not isinstance(n, str):
-                raise DataError(f"{source}: class {i + 1} has a non-string name {n!r}")
-            n = clean_name(n)
-            if n and n.casefold() not in {m.casefold() for m in names}:
-                names.append(n)
-        if not names:
-            raise DataError(f"{source}: class {i + 1} ({entry!r}) has no usable name")
-        for n in names:
-            key = n.casefold()
-            if key in seen:
-                raise DataError(
-                    f"{source}: duplicate class name {n!r} (class {seen[key] + 1} "
-                    f"{out[seen[key]][0]!r} and class {i + 1}); class names must be unique"
-                )
-            seen[key] = i
-        out.append(names)
-    if not out:
-        raise DataError(f"{source}: no classes")
-    return out
-
-
-def load_class_names(path: str | Path) -> list[list[str]]:
-    """Read a class-name file.
-
-    Text: one class per line, ``|`` separating synonyms; blank lines and lines starting
-    with ``#`` are skipped; odd characters (BOM, control, zero-width) are removed.
-    JSON: a list of names (each a string or a list of synonyms) or an object mapping
-    class name -> list of synonyms. Duplicate names are an error naming both lines.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"class-name file {str(p)!r} does not exist")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"class-name file {str(p)!r} is not UTF-8 text: {exc}") from None
-    source = f"class-name file {str(p)!r}"
-    if p.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{source} is not valid JSON: {exc}") from None
-        if isinstance(data, Mapping):
-            data = [[k, *(v if isinstance(v, list) else [v])] for k, v in data.items()]
-        if not isinstance(data, list):
-            raise DataError(f"{source} must hold a JSON list or object")
-        return parse_class_names(data, source)
-    entries = []
-    for ln in text.splitlines():
-        s = clean_name(ln)
-        if not s or s.startswith("#"):
-            continue
-        entries.append(s)
-    return parse_class_names(entries, source)
 
 
 def load_descriptions(path: str | Path) -> dict[str, list[str]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from priming.classnames import name_key
 from priming.errors import ConfigError, DataError, NotFittedError
 from priming.heads._util import check_classes, check_matrix, check_temperature
 from priming.heads.base import BaseHead, register_head
@@ -88,10 +89,10 @@ def build_text_weights(
             desc = load_descriptions(descriptions)
         else:
             desc = check_descriptions(descriptions)
-        index = {n.casefold(): i for i, names in enumerate(classes) for n in names}
+        index = {name_key(n): i for i, names in enumerate(classes) for n in names}
         unknown = []
         for key, sents in desc.items():
-            i = index.get(key.casefold())
+            i = index.get(name_key(key))
             if i is None:
                 unknown.append(key)
             else:

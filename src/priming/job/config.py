@@ -5,7 +5,8 @@ metadata; the ``prime`` command builds its options from these fields
 (:func:`cli_options`), TOML run files use the same names, and :meth:`PrimeConfig.problems`
 validates them in one place, reporting every problem at once.
 
-This module imports only the standard library (the CLI reads it to build ``--help``).
+This module imports only the standard library and :mod:`priming.pool`'s choice tuples (a
+module without imports): the CLI reads it to build ``--help``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from priming.errors import ConfigError
+from priming.pool import AMBIGUOUS_POLICIES, POOL_SCORES, RECALL_METHODS, SEARCH_MODES
 
 __all__ = ["PrimeConfig", "load_config", "cli_options", "OptionSpec", "PATH_FIELDS"]
 
-# The valid choices of the pool and head settings (validated here, listed in --help).
-RECALL_METHODS = ("search", "knn", "both")
-SEARCH_MODES = ("phrase", "all_tokens")
-SCORES = ("zero-shot", "similarity")
-AMBIGUOUS = ("drop", "longest")
+# The valid choices of the head's ``empty_class`` (validated here, listed in --help): the
+# same as priming.heads.primed.EMPTY_CLASS_CHOICES (a test checks), kept here because
+# importing priming.heads would make ``priming --help`` load scikit-learn.
 EMPTY_CLASS = ("text", "zero")
 
 # Settings that name input files or folders of the run (resolved against a TOML file's folder).
@@ -86,13 +86,13 @@ class PrimeConfig:
     recall: str = _opt("search", "how to find pool items", choices=RECALL_METHODS)
     search_mode: str = _opt("phrase", "caption search mode", choices=SEARCH_MODES)
     search_limit: int | None = _opt(None, "stop searching after N hits per class", type=int)
-    ambiguous: str = _opt("drop", "rows matching several classes", choices=AMBIGUOUS)
+    ambiguous: str = _opt("drop", "rows matching several classes", choices=AMBIGUOUS_POLICIES)
     nsfw: bool = _opt(True, "drop NSFW-flagged rows", "bool")
     dedup_threshold: float | None = _opt(0.995, "near-duplicate cosine", type=float)
     leakage_threshold: float = _opt(0.95, "test-leakage cosine", type=float)
     agreement: bool = _opt(True, "zero-shot agreement filter", "bool")
     min_probability: float | None = _opt(None, "minimum zero-shot probability", type=float)
-    score: str = _opt("zero-shot", "ranking for the cap", choices=SCORES)
+    score: str = _opt("zero-shot", "ranking for the cap", choices=POOL_SCORES)
     balance: bool = _opt(False, "equal counts per class", "switch")
     cache_dir: str | None = _opt(None, "embedding cache (default ~/.cache/priming/embeddings)")
     batch_size: int = _opt(64, "encoding batch size", type=int)

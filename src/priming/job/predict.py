@@ -72,7 +72,7 @@ def _embed_data(head, data: Path, model, encoder, cache_dir, batch_size, device,
 def _accuracy(head, labels, pred) -> tuple[float | None, str | None]:
     import numpy as np
 
-    from priming.data.classnames import match_labels, parse_class_names
+    from priming.classnames import match_labels, parse_class_names
 
     try:
         classes = parse_class_names([str(c) for c in head.classes_], "the head's classes")

@@ -1,24 +1,54 @@
 """The human-readable part of a run folder: ``report.md`` and ``report.png``.
 
 Both are made from the run's metrics as written to ``metrics.json``
-(:meth:`priming.job.results.RunMetrics.to_json`) and its pool.
+(:meth:`priming.job.results.RunMetrics.to_json`) and its pool. :func:`pyplot` and
+:func:`atomic_savefig` are the package's matplotlib plumbing (also used by
+:mod:`priming.eval.plots`).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_report", "markdown_report"]
+from priming._fs import atomic_path
+from priming._optional import require
+
+__all__ = ["plot_report", "markdown_report", "pyplot", "atomic_savefig"]
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend."""
+    matplotlib = require("matplotlib", "eval")
+    matplotlib.use("Agg", force=True)
+    return require("matplotlib.pyplot", "eval")
+
+
+def atomic_savefig(fig: Any, path: str | os.PathLike[str], dpi: int = 130) -> Path:
+    """Save ``fig`` to ``path`` via a temporary file + rename, then close it.
+
+    Matplotlib's "Glyph ... missing from font" warnings (a class name in a script the
+    font lacks) are not passed on: the figure is written, the label shows boxes."""
+    plt = pyplot()
+    path = Path(path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+            warnings.filterwarnings("ignore", message=r"Matplotlib currently does not support")
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return path
 
 
 def plot_report(path: Path, metrics) -> str | None:
-    try:
-        from priming.eval.plots import atomic_savefig, pyplot
-    except ImportError:
-        return None
+    """Draw ``report.png`` (pool items per class; per-class accuracy zero-shot vs primed);
+    None, and no file, without matplotlib."""
     try:
         plt = pyplot()
     except Exception:  # matplotlib missing: the report goes without a plot

@@ -40,7 +40,7 @@ class HeadMetrics:
 
     @classmethod
     def from_report(cls, rep: dict[str, Any]) -> HeadMetrics:
-        """From :func:`priming.eval.metrics.classification_report` (the confusion is dropped)."""
+        """From :func:`priming.job.metrics.classification_report` (the confusion is dropped)."""
         return cls(**{k: rep[k] for k in cls.__dataclass_fields__})
 
     def to_json(self) -> dict[str, Any]:

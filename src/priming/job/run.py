@@ -41,8 +41,8 @@ def run_prime(
     ``progress`` receives :class:`~priming.progress.ProgressEvent` s (steps and the
     encoders' items).
     """
+    from priming.classnames import load_class_names
     from priming.corpus import open_corpus
-    from priming.data.classnames import load_class_names
     from priming.job import steps
     from priming.pool import check_corpus_model
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from priming.data.classnames import load_class_names, match_labels, parse_class_names
+from priming.classnames import load_class_names, match_labels, parse_class_names
 from priming.errors import ConfigError, DataError
 from priming.progress import ProgressCallback
 
@@ -323,6 +323,7 @@ def make_pool(
     inputs: Inputs | None = None,
     *,
     encoder=None,
+    exclude: np.ndarray | None = None,
     holdout: float = 0.0,
     random_state: int | None = 0,
     transductive: bool = False,
@@ -332,21 +333,24 @@ def make_pool(
 ) -> BuiltPool:
     """Build the pool for ``text``'s classes from ``corpus`` (``options``: any
     :func:`priming.pool.build_pool` settings, e.g. from :func:`pool_options`), guarded
-    against leakage of ``inputs``' target data, then narrow it (:func:`narrow`)."""
+    against leakage of ``inputs``' target data and of ``exclude`` (more embeddings the
+    pool must not duplicate, e.g. the split a recipe draws shots from), then narrow it
+    (:func:`narrow`)."""
     from priming.pool import build_pool
 
     inputs = inputs or Inputs()
+    ref = [r for r in (inputs.leakage_reference(), exclude) if r is not None]
     pool = build_pool(
         corpus,
         text.classes,
         text.weights,
-        eval_embeddings=inputs.leakage_reference(),
+        eval_embeddings=np.concatenate(ref) if len(ref) > 1 else (ref[0] if ref else None),
         holdout=holdout,
         random_state=random_state,
         encoder=encoder,
         **options,
     )
-    held = pool.holdout
+    held = pool.heldout
     return BuiltPool(narrow(pool, inputs, transductive=transductive, guided=guided, k=k), held)
 
 
@@ -432,7 +436,7 @@ def evaluate(heads: Mapping[str, Any], inputs: Inputs, names: Sequence[str]):
     """Accuracy of the zero-shot text head (from the first head) and of every primed
     head on the labelled eval data, as ``{"zero_shot": HeadMetrics, "primed (P)": ...}``;
     None without labelled eval data."""
-    from priming.eval.metrics import classification_report
+    from priming.job.metrics import classification_report
     from priming.job.results import HeadMetrics
 
     if inputs.eval is None or inputs.eval_y is None or not heads:

@@ -1,15 +1,61 @@
-"""priming.pool: priming pools (recall → filter steps → cap) and transductive narrowing."""
+"""priming.pool: priming pools (recall → filter steps → cap) and transductive narrowing.
 
-# ruff: noqa: F401
-from priming.heads.primed import EMPTY_CLASS_CHOICES
-from priming.pool.build import (
-    AMBIGUOUS_POLICIES,
-    POOL_SCORES,
-    SEARCH_MODES,
-    build_pool,
-    check_corpus_model,
-)
-from priming.pool.narrow import narrow_pool, pool_neighbors
-from priming.pool.pool import PrimingPool
-from priming.pool.recall import RECALL_METHODS, RECALLS, Recalled, register_recall
-from priming.pool.steps import FILTERS, BuildContext, PoolRows, StepResult, pool_step
+Names are imported lazily (as in :mod:`priming.job`): ``import priming.pool`` and the
+choice tuples of :mod:`priming.pool.choices` are cheap, the first use of
+:func:`build_pool` (or any other name) imports the pool modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from priming.pool.choices import AMBIGUOUS_POLICIES, POOL_SCORES, RECALL_METHODS, SEARCH_MODES
+
+_EXPORTS = {
+    "EMPTY_CLASS_CHOICES": "priming.heads.primed",
+    "build_pool": "priming.pool.build",
+    "check_corpus_model": "priming.pool.build",
+    "narrow_pool": "priming.pool.narrow",
+    "pool_neighbors": "priming.pool.narrow",
+    "PrimingPool": "priming.pool.pool",
+    "RECALLS": "priming.pool.recall",
+    "Recalled": "priming.pool.recall",
+    "register_recall": "priming.pool.recall",
+    "FILTERS": "priming.pool.steps",
+    "BuildContext": "priming.pool.steps",
+    "PoolRows": "priming.pool.steps",
+    "StepResult": "priming.pool.steps",
+    "pool_step": "priming.pool.steps",
+}
+
+__all__ = [
+    "AMBIGUOUS_POLICIES",
+    "BuildContext",
+    "EMPTY_CLASS_CHOICES",
+    "FILTERS",
+    "POOL_SCORES",
+    "PoolRows",
+    "PrimingPool",
+    "RECALLS",
+    "RECALL_METHODS",
+    "Recalled",
+    "SEARCH_MODES",
+    "StepResult",
+    "build_pool",
+    "check_corpus_model",
+    "narrow_pool",
+    "pool_neighbors",
+    "pool_step",
+    "register_recall",
+]
+
+
+def __getattr__(name: str):
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'priming.pool' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -17,8 +17,9 @@ from dataclasses import fields
 
 import numpy as np
 
+from priming.classnames import parse_class_names
 from priming.errors import ConfigError, DataError
-from priming.heads.templates import parse_class_names
+from priming.pool.choices import AMBIGUOUS_POLICIES, POOL_SCORES, SEARCH_MODES
 from priming.pool.pool import PrimingPool
 from priming.pool.recall import RECALLS, Recalled, column
 from priming.pool.steps import (
@@ -32,20 +33,7 @@ from priming.pool.steps import (
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "AMBIGUOUS_POLICIES",
-    "POOL_SCORES",
-    "SEARCH_MODES",
-    "build_pool",
-    "check_corpus_model",
-]
-
-#: caption search modes (``"all-tokens"`` is accepted as a spelling of ``"all_tokens"``)
-SEARCH_MODES = ("phrase", "all_tokens")
-#: what happens to a caption that matches several classes
-AMBIGUOUS_POLICIES = ("drop", "longest")
-#: the ranking of the per-class cap
-POOL_SCORES = ("zero-shot", "similarity")
+__all__ = ["build_pool", "check_corpus_model"]
 
 
 def check_corpus_model(
@@ -407,23 +395,26 @@ def build_pool(
     Ev = _array("eval_embeddings", eval_embeddings)
     st.leakage = _check_inputs(corpus, T, st, leakage_guard, Ev)
     check_corpus_model(corpus, None if T is None else T.shape[1], encoder, model)
-    meta = {
+    ctx = BuildContext(
+        corpus, classes, T, st, Ev, random_state, encoder=encoder, model=model,
+        meta=_pool_meta(corpus, st),
+    )  # fmt: skip
+    found = RECALLS.get(st.recall)(ctx)
+    rows, held = _run(_candidates(ctx, found), ctx, FILTERS if steps is None else steps)
+    return _report_empty(_make_pool(ctx, rows, held))
+
+
+def _pool_meta(corpus, st: PoolSettings) -> dict:
+    """What ``pool.json`` records of the corpus and the recall."""
+    return {
         "corpus": getattr(corpus, "fingerprint", None),
         "embedding_model": getattr(corpus, "embedding_model", None),
         "recall": st.recall,
         "mode": st.mode,
     }
-    ctx = BuildContext(
-        corpus, classes, T, st, Ev, random_state, encoder=encoder, model=model, meta=meta
-    )
-    found = RECALLS.get(st.recall)(ctx)
-    rows, held = _run(_candidates(ctx, found), ctx, FILTERS if steps is None else steps)
-    pool = _make_pool(ctx, rows, held)
-    _report_empty(pool)
-    return pool
 
 
-def _report_empty(pool: PrimingPool) -> None:
+def _report_empty(pool: PrimingPool) -> PrimingPool:
     names, C = pool.class_names, len(pool.class_names)
     empty = [names[c] for c in np.flatnonzero(pool.counts() == 0)]
     pool.meta["empty_classes"] = empty
@@ -437,6 +428,7 @@ def _report_empty(pool: PrimingPool) -> None:
         )
     if len(pool) == 0:
         log.warning("the priming pool is empty: the primed head will equal the zero-shot head")
+    return pool
 
 
 def _is_nsfw(v) -> bool:

@@ -123,15 +123,6 @@ class PrimingPool:
         #: PrimingPool with caption labels, unfiltered by agreement and uncapped) or None
         self.heldout: PrimingPool | None = heldout
 
-    @property
-    def holdout(self) -> PrimingPool | None:
-        """The held-out rows (old name of :attr:`heldout`)."""
-        return self.heldout
-
-    @holdout.setter
-    def holdout(self, value: PrimingPool | None) -> None:
-        self.heldout = value
-
     # -- basics ------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.labels)

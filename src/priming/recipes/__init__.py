@@ -2,7 +2,7 @@
 
 Each recipe is built from the library's pieces — the head classes (``priming.heads``:
 the text head, ``PrimedHead``, ``ImprintedHead``), pools (``priming.pool.build_pool`` /
-``narrow_pool``), the job (``priming.eval.prime.run_prime``) and the sweep
+``narrow_pool``), the job (``priming.job.run_prime``) and the sweep
 (``priming.eval.sweep.run_sweep``) — never a second copy of a score, a text head or a pool.
 Recipes report progress through ``priming.progress`` callbacks; only the CLI draws bars.
 

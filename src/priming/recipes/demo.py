@@ -5,7 +5,7 @@ wrote — ``sentence-transformers:all-MiniLM-L6-v2`` and the Debian package cata
 (``apt-cache dumpavail``, :mod:`priming.data.debian`): package sections are the classes,
 descriptions of one part of the packages are the "pretraining corpus", packages never in
 the corpus are the labelled evaluation set. The run is the job's own
-(:func:`priming.eval.prime.run_prime`): zero-shot vs primed vs multi-proxy primed accuracy.
+(:func:`priming.job.run_prime`): zero-shot vs primed vs multi-proxy primed accuracy.
 
 Part 2 (:func:`run_imprint_demo`): the synthetic IMPRINT sub-cluster experiment
 (:mod:`priming.recipes.synthetic`): classes made of ``d`` Gaussian sub-clusters, named
@@ -16,7 +16,6 @@ The functions return results; the CLI prints them.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -131,7 +130,7 @@ def _ensure_corpus(work: Path, data: Any, encoder: Any, seed: int, catalogue, pr
 
 
 def _prime_config(data: Any, corpus_dir: Path, work: Path, seed: int) -> Any:
-    from priming.eval.prime import PrimeConfig
+    from priming.job import PrimeConfig
 
     return PrimeConfig.from_mapping(
         {
@@ -171,7 +170,7 @@ def run_priming_demo(
     file that cannot be read is a DataError.
     """
     from priming.data.debian import read_catalogue, write_demo_data
-    from priming.eval.prime import run_prime
+    from priming.job import run_prime
 
     t0 = time.perf_counter()
     work = Path(workdir).resolve()
@@ -201,10 +200,8 @@ def run_priming_demo(
         random_state=seed,
     )
     corpus_dir = _ensure_corpus(work, data, encoder, seed, catalogue, progress)
-    # MERGE: run_prime takes progress= on the job branch; pass it unconditionally then
-    kw = {"progress": progress} if "progress" in inspect.signature(run_prime).parameters else {}
-    res = run_prime(_prime_config(data, corpus_dir, work, seed), encoder=encoder, **kw)
-    m = res.metrics.to_json() if hasattr(res.metrics, "to_json") else res.metrics
+    res = run_prime(_prime_config(data, corpus_dir, work, seed), encoder=encoder, progress=progress)
+    m = res.metrics
     ev = m["eval"]
     heads = [
         ("zero-shot (class names only)", ev["zero_shot"]),

@@ -7,10 +7,11 @@ beside the published numbers (METHODS §1.6) and beside the baseline measured in
 The baseline and every primed head are scored over the same label space: the benchmark's own
 class list (ImageNet-R/-A: their 200 classes).
 
-The pieces are the library's: :func:`priming.heads.build_text_weights`,
-:func:`priming.pool.build_pool`, :func:`priming.pool.narrow_pool`,
-:class:`priming.heads.PrimedHead`, :func:`priming.eval.protocol.sample_few_shot` and
-:func:`priming.eval.metrics.classification_report`.
+The pieces are the library's: the job's steps (:func:`priming.job.steps.make_text_head`,
+:func:`~priming.job.steps.make_pool`, :func:`~priming.job.steps.narrow`),
+:class:`priming.heads.PrimedHead` (over the benchmark's label space, where a name may
+repeat), :func:`priming.eval.protocol.sample_few_shot` and
+:func:`priming.job.metrics.classification_report`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from priming._fs import atomic_output, make_dir, write_text_atomic
 from priming._json import to_jsonable
+from priming.classnames import name_key
 from priming.errors import ConfigError, DataError
 from priming.progress import ProgressCallback, track
 
@@ -112,14 +114,15 @@ class NPResult:
 
 
 def _unique_names(names: Sequence[str]) -> tuple[list[str], np.ndarray, list[int]]:
-    """Distinct class names (case-insensitive), each benchmark class's index into them,
-    and the benchmark classes that repeat an earlier name (ImageNet has two)."""
+    """Distinct class names (the same when their :func:`priming.classnames.name_key` is),
+    each benchmark class's index into them, and the benchmark classes that repeat an
+    earlier name (ImageNet has two)."""
     seen: dict[str, int] = {}
     uniq: list[str] = []
     index = np.empty(len(names), dtype=np.int64)
     dups: list[int] = []
     for i, n in enumerate(names):
-        k = n.casefold()
+        k = name_key(n)
         if k in seen:
             dups.append(i)
         else:
@@ -131,10 +134,7 @@ def _unique_names(names: Sequence[str]) -> tuple[list[str], np.ndarray, list[int
 
 def _split_dataset(split, source: str):
     """Wrap a loader split as a :class:`priming.data.datasets.Dataset` (cacheable)."""
-    from priming.data.datasets import (
-        Dataset,
-        _file_identity,  # MERGE: file_identity
-    )
+    from priming.data.datasets import Dataset, file_identity
     from priming.data.loaders import open_image
 
     class SplitDataset(Dataset):
@@ -158,7 +158,7 @@ def _split_dataset(split, source: str):
             for item in self.ids:
                 f = item.rsplit("::", 1)[0] if "::" in item else item
                 if f not in files:
-                    files[f] = _file_identity(Path(f), self.fingerprint_mode)
+                    files[f] = file_identity(Path(f), self.fingerprint_mode)
             return [self.ids, sorted(files.items())]
 
     return SplitDataset()
@@ -214,7 +214,7 @@ def _save_npz(path: Path, **arrays) -> None:
 
 
 def _evaluate(y: np.ndarray, scores: np.ndarray, C: int) -> dict[str, Any]:
-    from priming.eval.metrics import classification_report
+    from priming.job.metrics import classification_report
 
     if scores.shape[1] != C:  # the label-space contract of this recipe
         raise DataError(f"scores have {scores.shape[1]} columns, label space has {C}")
@@ -367,8 +367,10 @@ def _encoded_inputs(enc: _Encoder, data, bench, splits, layout, out: Path, opts:
 def _text_head(
     enc: _Encoder, bench, space: _LabelSpace, embeddings, D, tmpl, descriptions, progress
 ):
-    """``(T, T_u, source)``: the text head over the label space and over distinct names."""
-    from priming.heads import build_text_weights
+    """``(T, text, source)``: the text weights over the label space, the job's
+    :class:`~priming.job.steps.TextHead` over the distinct names, and where they came from."""
+    from priming.classnames import parse_class_names
+    from priming.job.steps import TextHead, make_text_head
 
     C = len(space.classnames)
     text_file = Path(embeddings) / "text.npz" if embeddings is not None else None
@@ -382,14 +384,25 @@ def _text_head(
                 f"{str(text_file)!r}: weights have shape {T.shape}, expected ({C}, {D}) "
                 f"({C} classes of {bench.name!r}, {D}-d test embeddings)"
             )
-        return T, T[space.first_of], str(text_file)
-    T_u = build_text_weights(
+        text = TextHead(parse_class_names(space.uniq), T[space.first_of], tmpl)
+        return T, text, str(text_file)
+    text = make_text_head(
         enc.get(), space.uniq, templates=tmpl, descriptions=descriptions, progress=progress
     )
-    T = T_u[space.to_uniq]
+    T = text.weights[space.to_uniq]
     if T.shape[1] != D:
         raise DataError(f"text weights are {T.shape[1]}-d but the test embeddings {D}-d")
-    return T, T_u, f"templates {tmpl}" + (" + descriptions" if descriptions else "")
+    return T, text, f"templates {tmpl}" + (" + descriptions" if descriptions else "")
+
+
+def _target(X_test: np.ndarray):
+    """The test embeddings as the job's :class:`~priming.job.steps.Inputs` (eval data
+    without labels: the recipe scores over its own label space)."""
+    from priming.data import EmbeddedData
+    from priming.job.steps import Inputs
+
+    ids = np.arange(len(X_test)).astype(str)
+    return Inputs(eval=EmbeddedData(X_test, None, ids))
 
 
 @dataclass
@@ -448,9 +461,9 @@ def _priming_row(ctx: _Ctx, pool, pool_y, cupl: bool, evals: dict):
 
 
 def _transductive_row(ctx: _Ctx, pool, space: _LabelSpace, k: int, evals: dict):
-    from priming.pool import narrow_pool
+    from priming.job.steps import narrow as narrow_step
 
-    narrow = narrow_pool(pool, ctx.X_test, k=k)
+    narrow = narrow_step(pool, _target(ctx.X_test), transductive=True, k=k)
     th = ctx.fit(narrow.embeddings, space.labels(narrow), 0)
     evals["transductive"] = ctx.evaluate(th.decision_function(ctx.X_test))
     evals["transductive"].update(alpha=th.alpha_, pool=int(len(narrow)))
@@ -623,7 +636,8 @@ def reproduce_neural_priming(
     """
     from priming.corpus import open_corpus
     from priming.data.benchmarks import get_benchmark
-    from priming.pool import build_pool, check_corpus_model
+    from priming.job.steps import make_pool
+    from priming.pool import check_corpus_model
 
     bench = get_benchmark(dataset)
     alpha, shots, seeds = _check_args(bench, data, embeddings, alpha, shots, seeds, train_split)
@@ -640,15 +654,17 @@ def reproduce_neural_priming(
         )
     D = X_test.shape[1]
     tmpl = templates or bench.reference_templates or bench.templates
-    T, T_u, text_source = _text_head(enc, bench, space, embeddings, D, tmpl, descriptions, progress)
+    T, text, text_source = _text_head(
+        enc, bench, space, embeddings, D, tmpl, descriptions, progress
+    )
     corp = open_corpus(corpus)
     check_corpus_model(corp, D, enc.encoder, model=enc.name)
-    leak = X_test if X_train is None else np.concatenate([X_test, X_train])
-    pool = build_pool(
-        corp, space.uniq, T_u, per_class=per_class, eval_embeddings=leak,
-        leakage_threshold=leakage_threshold, dedup_threshold=dedup_threshold,
-        agreement=agreement, encoder=enc.encoder, model=enc.name,
-    )  # fmt: skip
+    # the pool must duplicate neither the test images nor the training split shots come from
+    pool = make_pool(
+        corp, text, _target(X_test), encoder=enc.encoder, exclude=X_train,
+        per_class=per_class, leakage_threshold=leakage_threshold,
+        dedup_threshold=dedup_threshold, agreement=agreement, model=enc.name,
+    ).pool  # fmt: skip
     pool_y = space.labels(pool)
     ctx = _Ctx(bench, T, alpha, X_test, y_test)
     rows, evals = _run_settings(

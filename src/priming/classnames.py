@@ -11,7 +11,8 @@ decides duplicates (between classes and within one class) and label matching.
   comments) or a JSON file (a list, or an object name → synonyms);
 - :func:`match_labels`: data labels → class indices, unknown labels an error listing them.
 
-Only the standard library and numpy are imported, so any layer may use it.
+Plumbing: only the standard library, numpy and :mod:`priming.errors` are imported, so
+any layer (heads, pool, job, the CLI) may use it.
 """
 
 from __future__ import annotations
