@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from priming.imprint.normalize import l2_normalize
+from priming.pool.choices import RECALL_METHODS
 from priming.pool.steps import BuildContext
 from priming.registry import Registry
 
@@ -195,7 +196,3 @@ def both_recall(ctx: BuildContext) -> Recalled:
     out.labels += [lab for _, lab in new]
     ctx.record("search+knn", out.labels, [])
     return out
-
-
-#: the built-in recall methods (``RECALLS`` may hold more, see :func:`register_recall`)
-RECALL_METHODS = ("search", "knn", "both")
