@@ -14,7 +14,6 @@ from priming.corpus._ingest import _F16Writer
 from priming.corpus._manifest import (
     INDEX_DIR,
     SHARD_DIR,
-    as_progress_callback,
     atomic_write_json,
     read_manifest,
     sha256_file,
@@ -22,7 +21,7 @@ from priming.corpus._manifest import (
 from priming.corpus._store import Corpus, _faiss
 from priming.errors import ConfigError, DataError
 from priming.exec import ExecutorSpec, open_executor
-from priming.progress import Tracker, track
+from priming.progress import Tracker, as_callback, track
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +234,7 @@ def fill_embeddings(
             images,
             batch_size,
             overwrite,
-            as_progress_callback(progress),
+            as_callback(progress),
             decode,
             workers,
             executor,
@@ -248,7 +247,7 @@ def fill_embeddings(
     atomic_write_json(corpus_dir / "manifest.json", manifest)
     todo = [si for si, s in enumerate(manifest["shards"]) if not _shard_done(corpus_dir, s, fp)]
     total = sum(int(manifest["shards"][si]["n_rows"]) for si in todo)
-    with track(as_progress_callback(progress), "embed captions", total, "rows") as bar:
+    with track(as_callback(progress), "embed captions", total, "rows") as bar:
         for si in todo:
             shard = manifest["shards"][si]
             fill = _caption_filler(corpus_dir / shard["db"], shard, encoder, dim, batch_size, bar)
