@@ -9,13 +9,21 @@ float16 embeddings) and ``index/ivfpq.faiss``. See ``docs/corpus.md``.
 from priming.corpus._export import check_export_path, export_urls
 from priming.corpus._ingest import COLUMN_ALIASES, build_corpus
 from priming.corpus._manifest import SCHEMA_VERSION, read_manifest, sha256_file
-from priming.corpus._store import CaptionHits, Corpus, open_corpus, phrase_expression, tokenize
+from priming.corpus._store import (
+    SEARCH_MODES,
+    CaptionHits,
+    Corpus,
+    open_corpus,
+    phrase_expression,
+    tokenize,
+)
 from priming.corpus._vectors import build_index, decode_image, fill_embeddings, set_embeddings
 from priming.corpus._verify import verify_corpus
 
 __all__ = [
     "COLUMN_ALIASES",
     "SCHEMA_VERSION",
+    "SEARCH_MODES",
     "CaptionHits",
     "Corpus",
     "build_corpus",
