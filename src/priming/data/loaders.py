@@ -386,7 +386,7 @@ def open_image(item: str, max_pixels: int | None = None) -> Any:
     Decoded by the library's one image decoder (``load_image``: EXIF orientation, alpha on
     white, the decompression-bomb pixel limit — ``max_pixels``, default Pillow's); an
     unreadable, corrupt or oversize image is a DataError naming the item."""
-    from priming.encoders.images import DEFAULT_MAX_PIXELS, load_image  # MERGE: priming.images
+    from priming.images import DEFAULT_MAX_PIXELS, load_image
 
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if "::" in item:
