@@ -7,6 +7,7 @@ import json
 import sys
 
 from priming.cli.progress_bars import progress_callback
+from priming.corpus.choices import SEARCH_MODES
 from priming.exec import EXECUTORS
 
 
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("corpus")
     s.add_argument("names", nargs="+", help="one or more names (synonyms of one label)")
     s.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
-    s.add_argument("--mode", choices=["phrase", "all_tokens"], default="phrase")
+    s.add_argument("--mode", choices=SEARCH_MODES, default="phrase")
     s.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     _common(s, "where the shards are searched")
     s.set_defaults(func=run_search)
@@ -95,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("names", nargs="*", help="names for one label (or use --classes)")
     u.add_argument("--classes", help="text file: one class per line, '|' between synonyms")
     u.add_argument("--limit-per-label", type=int, default=None)
-    u.add_argument("--mode", choices=["phrase", "all_tokens"], default="phrase")
+    u.add_argument("--mode", choices=SEARCH_MODES, default="phrase")
     u.add_argument(
         "--include-nsfw",
         action="store_true",

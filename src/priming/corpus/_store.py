@@ -28,6 +28,7 @@ from priming.corpus._search import (
     search_shard,
     shard_connection,
 )
+from priming.corpus.choices import KNN_METHODS, SEARCH_MODES
 from priming.errors import ConfigError, DataError
 from priming.exec import ExecutorSpec, open_executor
 
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Corpus", "CaptionHits", "open_corpus", "tokenize", "phrase_expression"]
 
-SEARCH_MODES = ("phrase", "all_tokens")
-KNN_METHODS = ("exact", "ivfpq")
 HIT_COLUMNS = ("row_id", "label", "name", "caption", "url", "nsfw", "similarity")
 ROW_COLUMNS = ("row_id", "key", "caption", "url", "width", "height", "nsfw", "similarity")
 
