@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from priming.encoders.images import load_image
+from priming.images import load_image
 
 
 class PixelEncoder:

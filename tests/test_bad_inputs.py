@@ -124,7 +124,7 @@ def test_embed_sizes_must_be_positive_before_the_model_loads(tmp_path, capsys, f
 
 
 def _sweep_data(tmp_path):
-    from priming.eval.synthetic import make_subclusters
+    from priming.recipes.synthetic import make_subclusters
 
     Xtr, ytr, Xte, yte = make_subclusters(3, 1, 4, 6, 4, random_state=0)
     np.savez(tmp_path / "tr.npz", embeddings=Xtr, labels=ytr)
@@ -285,7 +285,7 @@ def test_sweep_cli_output_override_suffix(tmp_path, capsys):
 
 def test_negative_seed_is_a_config_error(capsys):
     from priming.errors import ConfigError
-    from priming.eval.synthetic import run_subcluster_experiment
+    from priming.recipes.synthetic import run_subcluster_experiment
 
     with pytest.raises(ConfigError, match="seed must be a non-negative integer, got -1"):
         run_subcluster_experiment([1], {"q": "qi2018"}, seeds=[-1])

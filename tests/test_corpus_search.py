@@ -331,3 +331,21 @@ def test_search_full_table_matches_oracle(tmp_path_factory, captions, synonyms, 
         assert (np.isnan(r["similarity"]) and np.isnan(s["similarity"])) or np.isclose(
             r["similarity"], s["similarity"]
         )
+
+
+def test_the_corpus_owns_the_search_modes_and_imports_them_cheaply():
+    import subprocess
+    import sys
+
+    import priming.corpus
+    from priming.corpus import choices
+
+    assert priming.corpus.SEARCH_MODES is choices.SEARCH_MODES == ("phrase", "all_tokens")
+    assert priming.corpus.KNN_METHODS == ("exact", "ivfpq")
+    code = (
+        "import sys, priming.corpus as c; assert c.SEARCH_MODES; "
+        "print(sorted(m for m in ('numpy', 'pyarrow', 'priming.corpus._store') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # nothing heavy until a storage name is used
+    assert priming.corpus.open_corpus.__module__ == "priming.corpus._store"

@@ -188,9 +188,103 @@ def test_export_urls_img2dataset_layout(tmp_path):
     hits = c.search_captions({"fox": ["red fox"], "bird": ["bird"]})
     res = export_urls(c, hits, tmp_path / "out" / "urls.parquet")
     t = pq.read_table(tmp_path / "out" / "urls.parquet")
-    assert res == {"written": 3, "missing_url": 0}
+    assert res == {"written": 3, "missing_url": 0, "skipped_nsfw": 0}
     assert t.column_names[:4] == ["url", "caption", "row_id", "label"]
     assert t.column("label").to_pylist() == ["fox", "fox", "bird"]
     assert t.column("url").to_pylist() == [hits.table.column("url")[i].as_py() for i in range(3)]
     export_urls(c, [1], tmp_path / "ids.parquet")
     assert pq.read_table(tmp_path / "ids.parquet").column("caption").to_pylist() == ["blue bird"]
+
+
+@pytest.fixture(scope="module")
+def twin_corpus(tmp_path_factory):
+    """400 rows: rows j and j + 200 (in another shard) have the same embedding."""
+    root = tmp_path_factory.mktemp("twins")
+    half = _clustered(200, 16, 8, 3)
+    x = np.concatenate([half, half])
+    for i, part in enumerate(np.array_split(np.arange(len(x)), 2)):
+        write_laion(root / "metadata" / f"metadata_{i}.parquet", [f"row {j}" for j in part])
+        (root / "img_emb").mkdir(exist_ok=True)
+        np.save(root / "img_emb" / f"img_emb_{i}.npy", x[part])
+    c = open_corpus(build_corpus(root, embeddings=root, out=root / "c", workers=1))
+    build_index(c.path, nlist=4, m=4, nbits=4, random_state=0)
+    return open_corpus(c.path), half
+
+
+@pytest.mark.parametrize("refine", [1, 200])  # 200 * k: every row re-ranked exactly
+def test_ivfpq_ties_go_to_the_lower_row_id(twin_corpus, refine):
+    c, half = twin_corpus
+    q = half[[5, 150, 42]]
+    s, i = c.knn(q, 2, method="ivfpq", nprobe=4, refine=refine)
+    # twins have the same code and the same exact score: the lower row id comes first
+    assert np.array_equal(s[:, 0], s[:, 1])
+    assert np.array_equal(i[:, 1], i[:, 0] + 200) and (i[:, 0] < 200).all()
+    if refine > 1:  # re-ranked exactly: the query's own row (and its twin) is the best
+        assert i[:, 0].tolist() == [5, 150, 42]
+
+
+def test_ivfpq_pads_short_candidate_lists_with_minus_inf(twin_corpus):
+    c, half = twin_corpus
+    s, i = c.knn(half[:3], 400, method="ivfpq", nprobe=1, refine=1)  # one list of four
+    missing = i < 0
+    assert missing.any() and not missing.all(axis=1).any()
+    assert np.isneginf(s[missing]).all() and np.isfinite(s[~missing]).all()
+    # the real hits come first, best first, each row at most once
+    for row_s, row_i in zip(s, i):
+        n = int((row_i >= 0).sum())
+        assert (row_i[n:] == -1).all() and (np.diff(row_s[:n]) <= 0).all()
+        assert len(set(row_i[:n].tolist())) == n
+
+
+def test_build_index_rejects_zero_like_any_value_below_one(twin_corpus):
+    c, _ = twin_corpus
+    for kw, msg in [
+        ({"nlist": 0}, "nlist must be between 1"),
+        ({"nlist": -1}, "nlist must be between 1"),
+        ({"nlist": 401}, "nlist must be between 1"),
+        ({"m": 0}, "m=0 must divide"),
+        ({"nbits": 0}, "nbits must be between 1 and 16"),
+        ({"train_size": 0}, "train_size must be a positive"),
+        ({"nlist": 2.5}, "nlist must be an integer"),
+        ({"nbits": None}, "nbits must be an integer"),
+    ]:
+        with pytest.raises(ConfigError, match=msg):
+            build_index(c.path, **kw)
+
+
+def test_export_urls_leaves_nsfw_rows_out_unless_asked(tmp_path):
+    caps = ["a red fox", "a red fox at night", "a red fox in snow", "a red fox again"]
+    write_laion(
+        tmp_path / "m.parquet",
+        caps,
+        urls=["http://a/0.jpg", "http://a/1.jpg", "", "http://a/3.jpg"],
+        NSFW=["UNLIKELY", "NSFW", "NSFW", "UNSURE"],  # row 2: flagged and without url
+    )
+    c = open_corpus(build_corpus(tmp_path / "m.parquet", out=tmp_path / "c"))
+    hits = c.search_captions({"fox": ["red fox"]})
+    assert len(hits) == 4
+    res = export_urls(c, hits, tmp_path / "safe.parquet")
+    assert res == {"written": 1, "missing_url": 1, "skipped_nsfw": 2}
+    assert pq.read_table(tmp_path / "safe.parquet").column("row_id").to_pylist() == [0]
+    res = export_urls(c, hits, tmp_path / "all.parquet", include_nsfw=True)
+    assert res == {"written": 3, "missing_url": 1, "skipped_nsfw": 0}
+    assert pq.read_table(tmp_path / "all.parquet").column("row_id").to_pylist() == [0, 1, 3]
+    with pytest.raises(ConfigError, match="include_nsfw"):
+        export_urls(c, hits, tmp_path / "x.parquet", include_nsfw="no")
+
+
+def test_count_captions_is_the_unlimited_search_count(tmp_path):
+    caps = [f"dog {i}" for i in range(30)] + ["a cat", "a dog and a cat", "hot dog"]
+    write_laion(tmp_path / "a.parquet", caps[:20])
+    write_laion(tmp_path / "b.parquet", caps[20:])
+    c = open_corpus(
+        build_corpus([tmp_path / "a.parquet", tmp_path / "b.parquet"], out=tmp_path / "c")
+    )
+    queries = {"dog": ["dog", "hot dog"], "cat": ["cat"]}
+    full = c.search_captions(queries)
+    counts = c.count_captions(queries)
+    assert counts == full.counts == {"dog": 31, "cat": 1}  # "a dog and a cat" is ambiguous
+    assert c.count_captions({"dog": ["dog"]}, mode="all_tokens") == {"dog": 32}
+    assert c.count_captions({"bird": ["bird"]}) == {"bird": 0}
+    with pytest.raises(ConfigError, match="mode"):
+        c.count_captions(queries, mode="regex")

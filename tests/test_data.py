@@ -411,3 +411,17 @@ def test_embed_reports_progress_through_a_callback(folder, tmp_path):
     assert len(embed(PixelEncoder(), folder, progress=True)) == GOOD
     with pytest.raises(ConfigError, match="progress"):
         embed(PixelEncoder(), folder, progress="yes")
+
+
+def test_the_package_exports_benchmarks_and_loaders():
+    import priming.data as data
+    from priming.data import benchmarks, datasets, loaders
+
+    for name in ("Benchmark", "get_benchmark", "list_benchmarks"):
+        assert getattr(data, name) is getattr(benchmarks, name) and name in data.__all__
+    for name in ("LoadedSplit", "load_split", "open_image"):
+        assert getattr(data, name) is getattr(loaders, name) and name in data.__all__
+    assert data.file_identity is datasets.file_identity
+    assert "cifar10" in data.list_benchmarks()
+    bench = data.get_benchmark("cifar10")
+    assert isinstance(bench, data.Benchmark) and len(bench.classnames) == 10

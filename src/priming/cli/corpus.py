@@ -7,6 +7,7 @@ import json
 import sys
 
 from priming.cli.progress_bars import progress_callback
+from priming.corpus.choices import SEARCH_MODES
 from priming.exec import EXECUTORS
 
 
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("corpus")
     s.add_argument("names", nargs="+", help="one or more names (synonyms of one label)")
     s.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
-    s.add_argument("--mode", choices=["phrase", "all_tokens"], default="phrase")
+    s.add_argument("--mode", choices=SEARCH_MODES, default="phrase")
     s.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     _common(s, "where the shards are searched")
     s.set_defaults(func=run_search)
@@ -95,7 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("names", nargs="*", help="names for one label (or use --classes)")
     u.add_argument("--classes", help="text file: one class per line, '|' between synonyms")
     u.add_argument("--limit-per-label", type=int, default=None)
-    u.add_argument("--mode", choices=["phrase", "all_tokens"], default="phrase")
+    u.add_argument("--mode", choices=SEARCH_MODES, default="phrase")
+    u.add_argument(
+        "--include-nsfw",
+        action="store_true",
+        help="keep rows flagged NSFW (left out by default, as `priming prime` drops them)",
+    )
     u.add_argument("--out", required=True, help="output .parquet")
     u.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     u.set_defaults(func=run_export)
@@ -164,6 +170,15 @@ def run_search(args: argparse.Namespace) -> int:
     c = open_corpus(args.corpus, executor=args.executor)
     label = args.names[0]
     hits = c.search_captions({label: args.names}, limit_per_label=args.limit, mode=args.mode)
+    shown = hits.counts[label]
+    # the total needs a count only when the limit cut the hits short
+    total = (
+        c.count_captions({label: args.names}, mode=args.mode)[label]
+        if shown >= args.limit
+        else shown
+    )
+    if not args.json:  # the header goes where the total goes: rows alone on stdout
+        print("row_id\tcaption\turl", file=sys.stderr, flush=True)
     for r in hits.table.to_pylist():
         if args.json:
             print(
@@ -173,7 +188,12 @@ def run_search(args: argparse.Namespace) -> int:
             )
         else:
             print(f"{r['row_id']}\t{r['caption']}\t{r['url'] or ''}")
-    print(f"{hits.counts[label]} rows shown (limit {args.limit})", file=sys.stderr)
+    sys.stdout.flush()
+    more = f"; --limit {total} shows all" if total > shown else ""
+    print(
+        f"{shown} of {total} matching rows shown (limit {args.limit}, mode {args.mode}{more})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -267,9 +287,10 @@ def run_export(args: argparse.Namespace) -> int:
     check_export_path(args.out, args.overwrite)
     c = open_corpus(args.corpus)
     hits = c.search_captions(queries, limit_per_label=args.limit_per_label, mode=args.mode)
-    res = export_urls(c, hits, args.out, overwrite=args.overwrite)
+    res = export_urls(c, hits, args.out, overwrite=args.overwrite, include_nsfw=args.include_nsfw)
+    nsfw = "" if args.include_nsfw else f"{res['skipped_nsfw']} flagged NSFW, "
     print(
         f"wrote {res['written']} urls to {args.out} ({res['missing_url']} rows without url, "
-        f"{hits.ambiguous.num_rows} ambiguous rows left out)"
+        f"{nsfw}{hits.ambiguous.num_rows} ambiguous rows left out)"
     )
     return 0

@@ -45,13 +45,20 @@ def check_export_path(out: str | os.PathLike, overwrite: bool = False) -> Path:
 
 
 def export_urls(
-    corpus: Corpus, rows: Any, out: str | os.PathLike, overwrite: bool = False
+    corpus: Corpus,
+    rows: Any,
+    out: str | os.PathLike,
+    overwrite: bool = False,
+    include_nsfw: bool = False,
 ) -> dict[str, int]:
     """Write ``rows`` (a :class:`CaptionHits`, a table with ``row_id`` [and ``label``], or
     row ids) as a parquet url list for img2dataset.
 
     Columns: ``url``, ``caption``, ``row_id``, ``label`` (empty when unknown), ``key``,
-    ``width``, ``height``, ``similarity``. Rows without a url are left out and counted.
+    ``width``, ``height``, ``similarity``. Rows without a url are left out and counted
+    (``missing_url``); so are rows flagged NSFW (``skipped_nsfw``), which ``priming
+    prime`` would drop from its pool too, unless ``include_nsfw=True`` (CLI:
+    ``--include-nsfw``). ``written + missing_url + skipped_nsfw`` is the number of rows.
     Read it with ``img2dataset --input_format parquet --url_col url --caption_col caption
     --save_additional_columns '["row_id","label"]'``; the ``row_id`` saved in each
     sample's json maps a downloaded image back to its corpus row. An existing ``out`` is
@@ -78,8 +85,16 @@ def export_urls(
     url = meta.column("url")
     import pyarrow.compute as pc
 
+    if not isinstance(include_nsfw, (bool, np.bool_)):
+        raise ConfigError(f"include_nsfw must be True or False, got {include_nsfw!r}")
     has_url = pc.fill_null(pc.greater(pc.utf8_length(url), 0), False)
-    n_missing = int(len(has_url) - pc.sum(has_url).as_py()) if len(has_url) else 0
+    n_missing = _count(pc.invert(has_url))
+    keep = has_url
+    n_nsfw = 0
+    if not include_nsfw:  # unknown (null) counts as not flagged, as in the pool's filter
+        flagged = pc.and_(has_url, pc.fill_null(meta.column("nsfw"), False))
+        n_nsfw = _count(flagged)
+        keep = pc.and_(has_url, pc.invert(flagged))
     table = pa.table(
         {
             "url": url,
@@ -93,7 +108,14 @@ def export_urls(
             "height": meta.column("height"),
             "similarity": meta.column("similarity"),
         }
-    ).filter(has_url)
+    ).filter(keep)
     with atomic_path(out, make_parents=False) as tmp:
         pq.write_table(table, tmp)
-    return {"written": table.num_rows, "missing_url": n_missing}
+    return {"written": table.num_rows, "missing_url": n_missing, "skipped_nsfw": n_nsfw}
+
+
+def _count(mask: Any) -> int:
+    """How many entries of a boolean arrow array are true."""
+    import pyarrow.compute as pc
+
+    return int(pc.sum(mask).as_py() or 0) if len(mask) else 0

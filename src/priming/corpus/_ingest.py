@@ -33,14 +33,13 @@ from priming.corpus._manifest import (
     SCHEMA_VERSION,
     SHARD_DIR,
     TOKENIZER,
-    as_progress_callback,
     atomic_write_json,
     read_manifest,
     sha256_file,
 )
 from priming.errors import ConfigError, DataError
 from priming.exec import ExecutorSpec, open_executor
-from priming.progress import track
+from priming.progress import as_callback, track
 
 log = logging.getLogger(__name__)
 
@@ -729,7 +728,7 @@ def build_corpus(
     ]
     rows_of = dict(zip(names, (rec["rows"] for rec in inputs)))
     atomic_write_json(out / MANIFEST, manifest)
-    callback = as_progress_callback(progress)
+    callback = as_callback(progress)
     with track(callback, "build corpus", sum(rows_of.values()), "rows") as bar:
         bar.advance(sum(rows_of[n] for n in done))
 

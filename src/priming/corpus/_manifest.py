@@ -9,14 +9,12 @@ is killed resumes from the shards the manifest lists as finished.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 from priming._fs import write_bytes_atomic, write_json_atomic
-from priming.errors import ConfigError, DataError
-from priming.progress import ProgressCallback, ProgressEvent
+from priming.errors import DataError
 
 SCHEMA_VERSION = 1
 FORMAT = "priming-corpus"
@@ -28,7 +26,6 @@ TOKENIZER = "unicode61 remove_diacritics 2"
 __all__ = [
     "SCHEMA_VERSION",
     "MANIFEST",
-    "as_progress_callback",
     "atomic_write_bytes",
     "atomic_write_json",
     "read_manifest",
@@ -43,33 +40,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     write_json_atomic(path, obj, fsync=True, indent=1, sort_keys=False)
-
-
-def as_progress_callback(progress: Any) -> ProgressCallback | None:
-    """The corpus functions' ``progress=`` as a :data:`~priming.progress.ProgressCallback`.
-
-    A callback taking one :class:`~priming.progress.ProgressEvent` is used as is; the
-    older forms still work: a bool (``True`` / ``False``: report nothing) and a
-    ``progress(done, total)`` callable (called with the event's counts)."""
-    if progress is None or isinstance(progress, bool):
-        return None
-    if not callable(progress):
-        raise ConfigError(f"progress must be a callback or None, got {progress!r}")
-    try:
-        params = [
-            p
-            for p in inspect.signature(progress).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
-    except (TypeError, ValueError):  # a builtin without a signature: assume the new form
-        return progress
-    if len(params) == 2:  # the old progress(done, total)
-
-        def legacy(ev: ProgressEvent) -> None:
-            progress(ev.done, ev.total)
-
-        return legacy
-    return progress
 
 
 def _unlink_quietly(path: Path) -> None:

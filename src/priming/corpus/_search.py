@@ -27,7 +27,14 @@ import numpy as np
 from priming.corpus._manifest import TOKENIZER
 from priming.errors import DataError
 
-__all__ = ["ShardRef", "search_shard", "shard_connection", "close_connections", "fetch_rows"]
+__all__ = [
+    "ShardRef",
+    "count_shard",
+    "search_shard",
+    "shard_connection",
+    "close_connections",
+    "fetch_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,14 @@ def search_shard(ref: ShardRef, plan, limit: int | None):
             ids, li, ni, amb = _member_arrays(_match_limited(con, plan, limit), limit)
         rows = _fetch_hits(con, ids, ref.offset)
         return li, ni, rows, [(rid + ref.offset, labs) for rid, labs in amb]
+
+
+def count_shard(ref: ShardRef, plan) -> np.ndarray:
+    """One shard's number of unambiguous hits per label, as ``search_shard`` without a
+    limit would return them (it reads row ids only)."""
+    with shard_connection(ref) as con:
+        _, li, _, _ = _match_sets(con, plan)
+    return np.bincount(li, minlength=len(plan)).astype(np.int64)
 
 
 def _search_one_label(con, names, limit: int | None, offset: int):

@@ -23,10 +23,12 @@ from priming.corpus._manifest import INDEX_DIR, TOKENIZER, read_manifest
 from priming.corpus._search import (
     ShardRef,
     close_connections,
+    count_shard,
     fetch_rows,
     search_shard,
     shard_connection,
 )
+from priming.corpus.choices import KNN_METHODS, SEARCH_MODES
 from priming.errors import ConfigError, DataError
 from priming.exec import ExecutorSpec, open_executor
 
@@ -34,8 +36,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Corpus", "CaptionHits", "open_corpus", "tokenize", "phrase_expression"]
 
-SEARCH_MODES = ("phrase", "all_tokens")
-KNN_METHODS = ("exact", "ivfpq")
 HIT_COLUMNS = ("row_id", "label", "name", "caption", "url", "nsfw", "similarity")
 ROW_COLUMNS = ("row_id", "key", "caption", "url", "width", "height", "nsfw", "similarity")
 
@@ -349,6 +349,22 @@ class Corpus:
         )
         return _assemble_hits(parts, plan, limit_per_label)
 
+    def count_captions(
+        self,
+        queries: Mapping[str, Sequence[str]],
+        mode: str = "phrase",
+        executor: ExecutorSpec = None,
+    ) -> dict[str, int]:
+        """label -> how many rows :meth:`search_captions` finds for it without a limit
+        (unambiguous rows: a row matching several labels counts for none), without
+        reading the rows' metadata. Same ``queries``, ``mode`` and ``executor``."""
+        plan = _validate_queries(queries, mode)
+        parts = self._fan_out(
+            count_shard, [(self._ref(si), plan) for si in range(len(self.shards))], executor
+        )
+        total = np.sum(parts, axis=0) if parts else np.zeros(len(plan), np.int64)
+        return {label: int(n) for (label, _), n in zip(plan, total)}
+
     # ---- metadata rows
     def rows(self, row_ids: Any) -> Any:
         """Metadata of ``row_ids`` (in the order given) as a ``pyarrow.Table``."""
@@ -579,27 +595,19 @@ class Corpus:
         index.nprobe = max(1, int(nprobe))
         kk = min(self.n_rows, max(k, int(refine) * k))
         d, cand = index.search(q, kk)
+        valid = cand >= 0  # faiss pads a short list with id -1 (and score -FLT_MAX)
         if refine <= 1:
-            return _merge_topk(
-                np.full((q.shape[0], 0), -np.inf, np.float32),
-                np.zeros((q.shape[0], 0), np.int64),
-                d,
-                cand,
-                k,
-            )
-        valid = cand >= 0
-        uniq = np.unique(cand[valid])
-        vecs = self.embeddings(uniq)
-        pos = np.searchsorted(uniq, np.where(valid, cand, uniq[0] if uniq.size else 0))
-        exact = np.einsum("nkd,nd->nk", vecs[pos], q) if uniq.size else np.zeros_like(d)
-        exact = np.where(valid, exact, -np.inf).astype(np.float32)
-        return _merge_topk(
-            np.full((q.shape[0], 0), -np.inf, np.float32),
-            np.zeros((q.shape[0], 0), np.int64),
-            exact,
-            cand,
-            k,
-        )
+            scores = np.where(valid, d, -np.inf)
+        else:
+            uniq = np.unique(cand[valid])
+            vecs = self.embeddings(uniq)
+            pos = np.searchsorted(uniq, np.where(valid, cand, uniq[0] if uniq.size else 0))
+            exact = np.einsum("nkd,nd->nk", vecs[pos], q) if uniq.size else np.zeros_like(d)
+            scores = np.where(valid, exact, -np.inf)
+        from priming.imprint.topk import merge_topk
+
+        none = np.empty((q.shape[0], 0))
+        return merge_topk(none, none, scores, np.where(valid, cand, -1), k)
 
 
 def _assemble_hits(parts, plan, limit: int | None) -> CaptionHits:
@@ -700,14 +708,6 @@ def _no_ambiguous():
 def _amb_schema():
     pa = _pa()
     return pa.schema([("row_id", pa.int64()), ("labels", pa.list_(pa.string()))])
-
-
-def _merge_topk(d1, i1, d2, i2, k):
-    d = np.concatenate([d1, d2.astype(np.float32)], axis=1)
-    i = np.concatenate([i1, i2.astype(np.int64)], axis=1)
-    i = np.where(np.isfinite(d), i, -1)
-    order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -d), axis=-1)[:, :k]
-    return np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
 
 
 def open_corpus(path: str | os.PathLike, executor: ExecutorSpec = None) -> Corpus:

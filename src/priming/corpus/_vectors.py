@@ -14,7 +14,6 @@ from priming.corpus._ingest import _F16Writer
 from priming.corpus._manifest import (
     INDEX_DIR,
     SHARD_DIR,
-    as_progress_callback,
     atomic_write_json,
     read_manifest,
     sha256_file,
@@ -22,7 +21,7 @@ from priming.corpus._manifest import (
 from priming.corpus._store import Corpus, _faiss
 from priming.errors import ConfigError, DataError
 from priming.exec import ExecutorSpec, open_executor
-from priming.progress import Tracker, track
+from priming.progress import Tracker, as_callback, track
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +234,7 @@ def fill_embeddings(
             images,
             batch_size,
             overwrite,
-            as_progress_callback(progress),
+            as_callback(progress),
             decode,
             workers,
             executor,
@@ -248,7 +247,7 @@ def fill_embeddings(
     atomic_write_json(corpus_dir / "manifest.json", manifest)
     todo = [si for si, s in enumerate(manifest["shards"]) if not _shard_done(corpus_dir, s, fp)]
     total = sum(int(manifest["shards"][si]["n_rows"]) for si in todo)
-    with track(as_progress_callback(progress), "embed captions", total, "rows") as bar:
+    with track(as_callback(progress), "embed captions", total, "rows") as bar:
         for si in todo:
             shard = manifest["shards"][si]
             fill = _caption_filler(corpus_dir / shard["db"], shard, encoder, dim, batch_size, bar)
@@ -513,6 +512,34 @@ def _default_m(dim: int) -> int:
     return max(d for d in range(1, target + 1) if dim % d == 0)
 
 
+def _index_params(n: int, dim: int, nlist, m, nbits, train_size) -> tuple[int, int, int, int]:
+    """:func:`build_index`'s parameters checked, defaults filled in (None means the
+    default; 0 is an error like any other value below 1)."""
+    for name, value, optional in (
+        ("nlist", nlist, True),
+        ("m", m, True),
+        ("nbits", nbits, False),
+        ("train_size", train_size, True),
+    ):
+        if value is None and optional:
+            continue
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    nlist = max(1, min(int(4 * np.sqrt(n)), n // 39)) if nlist is None else int(nlist)
+    if nlist < 1 or nlist > n:
+        raise ConfigError(f"nlist must be between 1 and the number of rows ({n}), got {nlist}")
+    m = _default_m(dim) if m is None else int(m)
+    if m < 1 or dim % m:
+        raise ConfigError(f"m={m} must divide the embedding dimension {dim}")
+    if not 1 <= nbits <= 16:
+        raise ConfigError(f"nbits must be between 1 and 16, got {nbits}")
+    if train_size is None:
+        train_size = max(64 * nlist, 2**nbits * 64, 100_000)
+    elif train_size < 1:
+        raise ConfigError(f"train_size must be a positive integer, got {train_size}")
+    return nlist, m, int(nbits), min(n, int(train_size))
+
+
 def build_index(
     corpus_dir: str | os.PathLike,
     nlist: int | None = None,
@@ -532,15 +559,7 @@ def build_index(
     corpus = Corpus(corpus_dir)
     corpus._require_embeddings()
     n, dim = corpus.n_rows, corpus.dim
-    nlist = nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))
-    m = m or _default_m(dim)
-    if dim % m:
-        raise ConfigError(f"m={m} must divide the embedding dimension {dim}")
-    if nlist < 1 or nlist > n:
-        raise ConfigError(f"nlist must be between 1 and the number of rows ({n}), got {nlist}")
-    if not 1 <= nbits <= 16:
-        raise ConfigError(f"nbits must be between 1 and 16, got {nbits}")
-    train_size = min(n, train_size or max(64 * nlist, 2**nbits * 64, 100_000))
+    nlist, m, nbits, train_size = _index_params(n, dim, nlist, m, nbits, train_size)
     rng = np.random.default_rng(random_state)
     if corpus.n_missing_embeddings:
         valid = np.flatnonzero(corpus.has_embedding(np.arange(n)))

@@ -38,7 +38,7 @@ from priming.encoders.base import Encoder, l2_normalize
 from priming.errors import ConfigError, DataError
 from priming.exec import ExecutorSpec
 from priming.images import DEFAULT_MAX_PIXELS
-from priming.progress import ProgressCallback, Tracker, track
+from priming.progress import ProgressCallback, Tracker, as_callback, track
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +101,6 @@ def _locked(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _callback(progress: Any) -> ProgressCallback | None:
-    """``progress=`` as a callback; the old bools (True / False) report nothing."""
-    if progress is None or isinstance(progress, bool):
-        return None
-    if not callable(progress):
-        raise ConfigError(f"progress must be a ProgressCallback or None, got {progress!r}")
-    return progress
 
 
 class _Runner:
@@ -276,7 +267,7 @@ def embed(
     n = len(ds)
     t0 = time.perf_counter()
     if cache_dir is None:
-        with track(_callback(progress), "embed", n, "items") as bar:
+        with track(as_callback(progress), "embed", n, "items") as bar:
             runner = _Runner(encoder, ds, int(batch_size), workers, bar, executor)
             ok, X, skipped = runner.run(0, n)
         dim = int(X.shape[1]) if X is not None else int(getattr(encoder, "dim", 0))
@@ -291,7 +282,7 @@ def embed(
         if (entry / "meta.json").is_file():
             log.info("cache hit: %s", entry)
             return _read_entry(entry, encoder)
-        with track(_callback(progress), "embed", n, "items") as bar:
+        with track(as_callback(progress), "embed", n, "items") as bar:
             runner = _Runner(encoder, ds, int(batch_size), workers, bar, executor)
             result = _fill_entry(entry, key, runner, shard_size, cache_dtype)
     log.info("embedded %d items in %.1fs into %s", n, time.perf_counter() - t0, entry)

@@ -23,7 +23,7 @@ from priming._optional import require
 from priming.errors import ConfigError, DataError
 from priming.exec import ExecutorSpec, open_executor
 from priming.imprint.normalize import l2_normalize as _l2_normalize
-from priming.progress import ProgressCallback, track
+from priming.progress import ProgressCallback, as_callback, track
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +138,6 @@ def make_fingerprint(**parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _callback(progress: Any) -> ProgressCallback | None:
-    """``progress=`` as a callback: the old bools (True / False) report nothing."""
-    if progress is None or isinstance(progress, bool):
-        return None
-    if not callable(progress):
-        raise ConfigError(f"progress must be a ProgressCallback or None, got {progress!r}")
-    return progress
-
-
 def _load_and_prepare(prepare: Callable[[Any], Any], item: Any) -> Any:
     """Decode one image (a path, bytes or a PIL image) with the one decoder, then
     ``prepare`` it for the model (a top-level task for the executor)."""
@@ -245,7 +236,7 @@ class Encoder:
                 raise DataError(f"texts[{i}] is {type(t).__name__}, expected str")
         bs = _check_batch_size(batch_size or self.default_batch_size)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        with track(_callback(progress), "encode texts", len(texts), "texts") as bar:
+        with track(as_callback(progress), "encode texts", len(texts), "texts") as bar:
             for a, b in _chunks(len(texts), bs):
                 out[a:b] = self._encode_text_batch(texts[a:b])
                 bar.advance(b - a)
@@ -277,7 +268,7 @@ class Encoder:
         bs = _check_batch_size(batch_size or self.default_batch_size)
         prep = functools.partial(_load_and_prepare, self._prepare_image)
         out = np.zeros((len(images), self.dim), dtype=np.float32)
-        with track(_callback(progress), "encode images", len(images), "images") as bar:
+        with track(as_callback(progress), "encode images", len(images), "images") as bar:
             for a, b, prepared in self.iter_prepared(images, prep, bs, workers, executor):
                 out[a:b] = self._encode_image_batch(prepared)
                 bar.advance(b - a)

@@ -15,13 +15,16 @@ from priming.heads._util import check_classes, check_matrix, check_temperature
 from priming.heads.base import BaseHead, register_head
 from priming.heads.templates import check_descriptions, get_templates, parse_class_names
 from priming.imprint.normalize import l2_normalize
+from priming.progress import ProgressCallback, as_callback
 
 log = logging.getLogger(__name__)
 
 __all__ = ["build_text_weights", "ZeroShotHead"]
 
 
-def _encode(encoder, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+def _encode(
+    encoder, texts: list[str], batch_size: int, progress: ProgressCallback | None
+) -> np.ndarray:
     if not callable(getattr(encoder, "encode_texts", None)):
         raise ConfigError(
             f"encoder {getattr(encoder, 'name', encoder)!r} has no encode_texts(); "
@@ -55,7 +58,7 @@ def build_text_weights(
     descriptions: Mapping[str, Sequence[str]] | str | Path | None = None,
     *,
     batch_size: int = 256,
-    progress: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Zero-shot text weights ``T`` (C × D), METHODS §1.3.
 
@@ -76,6 +79,9 @@ def build_text_weights(
         template file, or the templates (each with one ``{}``).
     descriptions : mapping, path or None
         Class name (any synonym) → list of sentences, or a JSON file of that.
+    progress : priming.progress.ProgressCallback, optional
+        Receives the encoder's progress events (anything ``priming.progress.as_callback``
+        accepts; None reports nothing).
     """
     classes = parse_class_names(class_names)
     tmpl = get_templates(templates)
@@ -110,7 +116,7 @@ def build_text_weights(
             )
 
     texts = sorted({t for g in prompt_groups for t in g} | {t for g in desc_groups for t in g})
-    E = _encode(encoder, texts, batch_size, progress)
+    E = _encode(encoder, texts, batch_size, as_callback(progress))
     where = {t: i for i, t in enumerate(texts)}
     T = _mean_heads(prompt_groups, where, E)
     has_desc = np.array([bool(g) for g in desc_groups])
@@ -156,11 +162,19 @@ class ZeroShotHead(BaseHead):
 
     @classmethod
     def from_encoder(
-        cls, encoder, class_names, templates="imagenet7", descriptions=None, **kwargs
+        cls,
+        encoder,
+        class_names,
+        templates="imagenet7",
+        descriptions=None,
+        progress: ProgressCallback | None = None,
+        **kwargs,
     ) -> ZeroShotHead:
         """Build the text weights with ``encoder`` and return a fitted head named by the classes."""
         names = parse_class_names(class_names)
-        T = build_text_weights(encoder, names, templates=templates, descriptions=descriptions)
+        T = build_text_weights(
+            encoder, names, templates=templates, descriptions=descriptions, progress=progress
+        )
         return cls(T, classes=[n[0] for n in names], **kwargs).fit()
 
     @classmethod
