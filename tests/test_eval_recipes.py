@@ -95,23 +95,6 @@ def test_demo_cli_with_a_missing_catalogue_is_a_one_line_error(tmp_path, capsys)
     assert rc != 0 and "nope.txt' does not exist" in err and "Traceback" not in err
 
 
-def test_demo_corpus_progress_accepts_events_and_done_total_pairs():
-    from priming.recipes.demo import _corpus_progress
-
-    assert _corpus_progress(None) is None
-    got: list[ProgressEvent] = []
-    cb = _corpus_progress(got.append)
-    cb(1, 3)
-    cb(3, 3)
-    assert [(e.state, e.done, e.total) for e in got] == [
-        ("start", 0, 3), ("advance", 0, 3), ("advance", 1, 3), ("advance", 1, 3),
-        ("advance", 3, 3), ("end", 3, 3),
-    ]  # fmt: skip
-    ev = ProgressEvent("embed", 5, 10, "rows", "advance", 99)
-    cb(ev)
-    assert got[-1] is ev
-
-
 def _imports(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

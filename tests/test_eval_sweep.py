@@ -287,7 +287,9 @@ def test_a_warning_of_every_run_is_logged_once(tmp_path, caplog):
 
 def test_sweep_cli_executor_option(sweep_file, capsys):
     args = ["sweep", "--config", str(sweep_file), "--no-progress", "--limit", "2"]
-    assert main([*args, "--executor", "nope"]) != 0
+    with pytest.raises(SystemExit) as exc:  # a usage error: argparse lists the choices
+        main([*args, "--executor", "nope"])
+    assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "nope" in err and "inline" in err and "local" in err and "Traceback" not in err
     assert not (sweep_file.parent / "out").exists()  # refused before anything is written

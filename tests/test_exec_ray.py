@@ -379,3 +379,37 @@ def test_a_dead_actor_is_rebuilt_and_its_call_rerun(cluster, tmp_path):
         assert (tmp_path / "m").is_file()
     with pytest.raises(RuntimeError, match="after shutdown"):
         pool.submit("count", "dog")
+
+
+def test_cli_corpus_build_and_search_with_executor_ray(cluster, tmp_path, capsys):
+    """`priming corpus build|search --executor ray` joins the running Ray (the CLI's name
+    goes through the executor registry) and gives the corpus the local build gives."""
+    from corpus_helpers import write_laion
+
+    from priming.cli import main
+    from priming.corpus import open_corpus
+
+    for s in range(2):
+        caps = [f"item {i} {'dog' if (i + s) % 3 == 0 else 'cat'}" for i in range(30)]
+        write_laion(tmp_path / "in" / f"m{s}.parquet", caps)
+    pattern = str(tmp_path / "in" / "*.parquet")
+    assert main(["corpus", "build", "--metadata", pattern, "--out", str(tmp_path / "a"),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert main(["corpus", "build", "--metadata", pattern, "--out", str(tmp_path / "b"),
+                 "--executor", "ray", "--no-progress"]) == 0  # fmt: skip
+    a, b = open_corpus(tmp_path / "a"), open_corpus(tmp_path / "b")
+    assert a.fingerprint == b.fingerprint and a.n_rows == b.n_rows == 60
+    capsys.readouterr()
+    assert main(["corpus", "search", str(tmp_path / "b"), "dog", "--executor", "ray"]) == 0
+    ray_out = capsys.readouterr().out
+    assert main(["corpus", "search", str(tmp_path / "a"), "dog"]) == 0
+    assert capsys.readouterr().out == ray_out and "dog" in ray_out
+    assert ray.is_initialized()  # the borrowed runtime is left running
+
+
+def test_cli_ray_address_without_ray_executor_is_a_usage_error(tmp_path, capsys):
+    from priming.cli import main
+
+    rc = main(["corpus", "search", str(tmp_path), "dog", "--ray-address", "auto"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--ray-address needs --executor ray" in err and "Traceback" not in err

@@ -77,7 +77,10 @@ def test_typed_result_is_what_metrics_json_holds(world):
     assert r.alpha.value == res.head.alpha_ and r.alpha.source == "schedule"
     assert set(r.eval) == {"zero_shot", "primed (neural-priming)"}
     assert list(on_disk) == ["config", "model", "templates", "n_classes", "classes", "pool",
-                             "shots", "alpha", "eval", "timings_s"]  # fmt: skip
+                             "shots", "alpha", "eval", "timings_s", "selection"]  # fmt: skip
+    assert on_disk["selection"] == {
+        "primed (neural-priming)": {"alpha": {"value": r.alpha.value, "rule": "schedule"}}
+    }
     assert list(on_disk["timings_s"]) == ["text_head", "encode_data", "pool", "fit", "evaluate",
                                           "write", "total"]  # fmt: skip
 

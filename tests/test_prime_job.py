@@ -113,6 +113,50 @@ def test_run_prime_end_to_end(world):
     assert not list(tmp.glob(".run.tmp-*"))  # nothing half-written left behind
 
 
+def test_compare_takes_registered_head_kinds(world):
+    """--compare accepts any registered head kind besides the presets: the head is fitted
+    on pool ∪ shots with the run's text head, evaluated on the whole eval batch, saved
+    under heads/<kind>/, and its selection rules are recorded in metrics.json."""
+    from priming.heads import TipAdapterHead, TransCLIPHead
+
+    tmp, enc, _ = world
+    out = tmp / "run-kinds"
+    res = run_prime(
+        cfg(
+            tmp,
+            out=str(out),
+            shots=str(tmp / "shots.jsonl"),
+            compare=["tip-adapter", "transclip"],
+        ),
+        encoder=enc,
+    )
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"tip-adapter", "transclip", "primed (neural-priming)"} <= set(m["eval"])
+    assert m["selection"]["primed (neural-priming)"]["alpha"]["rule"] == m["alpha"]["source"]
+    assert m["selection"]["tip-adapter"] == res.heads["tip-adapter"].selection_
+    # independent refit of the same kinds on the same rows gives the same accuracy
+    pool = res.pool
+    shots = [json.loads(r) for r in (tmp / "shots.jsonl").read_text().splitlines()]
+    rows = [json.loads(r) for r in (tmp / "eval.jsonl").read_text().splitlines()]
+    T = res.head.text_weights
+    X = np.concatenate([pool.embeddings, enc.encode_texts([r["text"] for r in shots])])
+    y = np.concatenate([np.asarray(FRUITS, object)[pool.labels], [r["label"] for r in shots]])
+    Xe = enc.encode_texts([r["text"] for r in rows])
+    ye = np.asarray([r["label"] for r in rows], object)
+    for kind, cls in (("tip-adapter", TipAdapterHead), ("transclip", TransCLIPHead)):
+        ref = cls(text_weights=T, classes=list(FRUITS), random_state=0).fit(X, y)
+        assert m["eval"][kind]["top1"] == pytest.approx(float(np.mean(ref.predict(Xe) == ye)))
+        again = load_head(out / "heads" / kind)
+        assert again.predict(Xe).tolist() == res.heads[kind].predict(Xe).tolist()
+
+
+def test_compare_unknown_kind_lists_the_kinds(tmp_path):
+    with pytest.raises(ConfigError, match="tip-adapter"):
+        PrimeConfig.from_mapping(
+            {"model": "x", "classes": "c.txt", "corpus": "c", "out": "o", "compare": ["nope"]}
+        )
+
+
 def test_transductive_and_guided(world):
     tmp, enc, _ = world
     res = run_prime(

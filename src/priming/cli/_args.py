@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import Iterator
+import os
 
 from priming.errors import ConfigError
 
@@ -49,19 +48,13 @@ def add_executor_options(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-@contextlib.contextmanager
-def executor_from_args(args: argparse.Namespace) -> Iterator[object]:
-    """What to pass as ``executor=``: the name, or for ``ray`` one :class:`RayExecutor` for the
-    whole command (every step shares it; a local Ray it started stops with the command)."""
-    if getattr(args, "ray_address", None) and getattr(args, "executor", None) != "ray":
-        raise ConfigError("--ray-address needs --executor ray")
-    if getattr(args, "executor", None) != "ray":
-        yield getattr(args, "executor", None)
-        return
-    from priming.exec.ray import RayExecutor
-
-    ex = RayExecutor(address=args.ray_address)
-    try:
-        yield ex
-    finally:
-        ex.shutdown(wait=True)
+def executor_spec(args: argparse.Namespace) -> str | None:
+    """What to pass as ``executor=``: the ``--executor`` name. ``--ray-address`` is handed
+    to the Ray backend through ``RAY_ADDRESS`` (this process only), which it joins."""
+    address = getattr(args, "ray_address", None)
+    executor = getattr(args, "executor", None)
+    if address:
+        if executor != "ray":
+            raise ConfigError("--ray-address needs --executor ray")
+        os.environ["RAY_ADDRESS"] = address
+    return executor

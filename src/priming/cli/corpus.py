@@ -6,18 +6,13 @@ import argparse
 import json
 import sys
 
+from priming.cli._args import add_executor_options, executor_spec
 from priming.cli.progress_bars import progress_callback
 from priming.corpus.choices import SEARCH_MODES
-from priming.exec import EXECUTORS
 
 
 def _common(p: argparse.ArgumentParser, executor_help: str) -> None:
-    p.add_argument(
-        "--executor",
-        choices=EXECUTORS.names(),
-        default=None,
-        help=executor_help + " (default: local)",
-    )
+    add_executor_options(p, executor_help)
     p.add_argument("--no-progress", action="store_true", help="draw no progress bars")
 
 
@@ -40,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", required=True, help="corpus directory (an unfinished build there resumes)"
     )
     b.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPUs)")
-    _common(b, "where shards are built: local worker processes, inline, or a registered backend")
+    _common(b, "shard building")
     b.set_defaults(func=run_build)
 
     i = csub.add_parser("info", help="summarise a corpus")
@@ -55,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--limit", type=int, default=20, help="rows to show (default 20)")
     s.add_argument("--mode", choices=SEARCH_MODES, default="phrase")
     s.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    _common(s, "where the shards are searched")
+    _common(s, "the shard search")
     s.set_defaults(func=run_search)
 
     x = csub.add_parser("index", help="train an IVF-PQ vector index over the embeddings")
@@ -86,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--device", default=None)
     e.add_argument("--overwrite", action="store_true", help="replace embeddings of another model")
-    _common(e, "where images are decoded")
+    _common(e, "image decoding")
     e.set_defaults(func=run_embed)
 
     u = csub.add_parser(
@@ -117,7 +112,7 @@ def run_build(args: argparse.Namespace) -> int:
         workers=args.workers,
         embedding_model=args.embedding_model,
         progress=progress_callback(not args.no_progress),
-        executor=args.executor,
+        executor=executor_spec(args),
     )
     c = open_corpus(out)
     stats = c.manifest.get("stats", {})
@@ -167,7 +162,7 @@ def run_info(args: argparse.Namespace) -> int:
 def run_search(args: argparse.Namespace) -> int:
     from priming.corpus import open_corpus
 
-    c = open_corpus(args.corpus, executor=args.executor)
+    c = open_corpus(args.corpus, executor=executor_spec(args))
     label = args.names[0]
     hits = c.search_captions({label: args.names}, limit_per_label=args.limit, mode=args.mode)
     shown = hits.counts[label]
@@ -235,7 +230,7 @@ def run_embed(args: argparse.Namespace) -> int:
         progress=progress_callback(not args.no_progress),
         images=args.images,
         workers=args.workers,
-        executor=args.executor,
+        executor=executor_spec(args),
     )
     _print_image_report(args.corpus, encoder)
     return 0

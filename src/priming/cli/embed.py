@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from priming.cli._args import add_executor_options, executor_spec
 from priming.cli._args import positive_int as _positive_int
 from priming.cli.progress_bars import progress_callback
-from priming.exec import EXECUTORS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,12 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["stat", "content"],
         help="identify files by size+mtime (stat) or by hashing their bytes",
     )
-    p.add_argument(
-        "--executor",
-        choices=EXECUTORS.names(),
-        default=None,
-        help="where images are decoded ahead of the model (default: local threads)",
-    )
+    add_executor_options(p, "image decoding ahead of the model")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -83,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         progress=progress_callback(not args.no_progress),
         shard_size=args.shard_size,
         cache_dtype=args.cache_dtype,
-        executor=args.executor,
+        executor=executor_spec(args),
     )
     elapsed = time.perf_counter() - t0
     if result.cache_path is None:  # embedding files: used as they are

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from priming.cli._args import add_executor_options, executor_spec
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -33,10 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     i.add_argument("--shots", type=int, default=None, help="shots per class (default: all)")
     i.add_argument("--workers", type=int, default=1)
-    i.add_argument(
-        "--executor", default=None,
-        help="where the runs execute (priming.exec: local, the default, or inline)",
-    )  # fmt: skip
+    add_executor_options(i, "the runs")
     _no_progress(i)
     i.set_defaults(func=run_imprint)
     _register_np(rsub)
@@ -134,7 +133,7 @@ def run_imprint(args: argparse.Namespace) -> int:
     res = reproduce_imprint(
         args.embeddings, args.out, seeds=args.seeds, shots=args.shots,
         workers=args.workers, progress=progress_callback(args.progress),
-        executor=args.executor,
+        executor=executor_spec(args),
     )  # fmt: skip
     print(res.text)
     print(f"\nresults: {res.results}\nreport: {res.report['markdown']}")

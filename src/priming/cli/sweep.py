@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from priming.cli._args import add_executor_options, executor_spec
 from priming.cli._args import positive_int as _positive_int
 
 
@@ -20,12 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers", type=_positive_int, help="parallel processes (default: from the config)"
     )
-    p.add_argument(
-        "--executor",
-        default=None,
-        help="where runs execute: a name from priming.exec.EXECUTORS (local: a process pool "
-        "of --workers processes, the default; inline: one by one in this process)",
-    )
+    add_executor_options(p, "the runs (local: a process pool of --workers processes)")
     p.add_argument("--limit", type=_positive_int, help="stop after this many new runs")
     p.add_argument("--dry-run", action="store_true", help="validate and list the grid, run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=progress_callback(not args.no_progress),
         limit=args.limit,
-        executor=args.executor,
+        executor=executor_spec(args),
     )
     print(
         f"{res.n_new} new run(s), {res.n_done_before} reused; "

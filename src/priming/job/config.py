@@ -72,7 +72,12 @@ class PrimeConfig:
     transductive_k: int = _opt(10, "neighbours per sample", type=int)
     head: str = _opt("neural-priming", "imprinting preset for the pool/shot part")
     n_proxies: int | None = _opt(None, "proxies per class for multi-proxy presets", type=int)
-    compare: list[str] = _opt([], "also fit and evaluate this preset (repeatable)", "append")
+    compare: list[str] = _opt(
+        [],
+        "also fit and evaluate this head (repeatable): an imprinting preset (a primed head), "
+        "or a registered head kind such as tip-adapter, gda, proker, transclip, zlap, tda",
+        "append",
+    )
     alpha: Any = _opt("schedule", "text-head weight: a number in [0,1], 'schedule' or 'auto'")
     alpha_holdout: float = _opt(
         0.2, "share of pool rows held out to choose alpha='auto' without shots", type=float
@@ -189,9 +194,15 @@ class PrimeConfig:
                 e.append(f"{f.name} must be true or false, got {v!r}")
         if not isinstance(self.compare, list):
             e.append(f"compare must be a list of head presets, got {self.compare!r}")
-        for h in [self.head, *(self.compare if isinstance(self.compare, list) else [])]:
-            if not isinstance(h, str) or h not in PRESETS:
-                e.append(f"head preset {h!r} is unknown; valid: {', '.join(sorted(PRESETS))}")
+        if not isinstance(self.head, str) or self.head not in PRESETS:
+            e.append(f"head preset {self.head!r} is unknown; valid: {', '.join(sorted(PRESETS))}")
+        kinds = compare_kinds()
+        for h in self.compare if isinstance(self.compare, list) else []:
+            if not isinstance(h, str) or (h not in PRESETS and h not in kinds):
+                e.append(
+                    f"head preset {h!r} is unknown, and no registered head kind either; "
+                    f"presets: {', '.join(sorted(PRESETS))}; head kinds: {', '.join(kinds)}"
+                )
         for f in dataclasses.fields(self):
             ch = f.metadata.get("choices")
             if ch and getattr(self, f.name) not in ch:
@@ -344,3 +355,11 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | None = N
         data["templates"] = str((p.parent / t).resolve())
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return PrimeConfig.from_mapping(data, source=source)
+
+
+def compare_kinds() -> list[str]:
+    """Registered head kinds ``--compare`` accepts besides the imprinting presets: every
+    head of :data:`priming.heads.HEADS` except the primed head itself (a preset is one)."""
+    from priming.heads import HEADS
+
+    return sorted(k for k in HEADS.names() if k != "primed")

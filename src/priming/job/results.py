@@ -111,6 +111,8 @@ class RunMetrics:
     alpha: AlphaChoice
     eval: dict[str, HeadMetrics] | None
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: head (its ``eval`` key) -> how each hyperparameter was chosen: the rule and the value
+    selection: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -129,6 +131,7 @@ class RunMetrics:
                 "alpha": self.alpha,
                 "eval": self.eval,
                 "timings_s": self.timings_s,
+                "selection": self.selection,
             }
         )
 

@@ -91,7 +91,7 @@ def run_prime(
             predictions = steps.predictions_table(head, inputs, text.names)
         job.advance()
         metrics = steps.run_metrics(
-            cfg, encoder, text, inputs, built.pool, head, evaluation, timer.laps
+            cfg, encoder, text, inputs, built.pool, head, evaluation, timer.laps, heads
         )
         with timer.lap("write"):
             steps.write_run(out, heads, built.pool, metrics, predictions=predictions)

@@ -425,11 +425,49 @@ def fit_heads(
             random_state=random_state,
         )
 
+    from priming.heads import PRESETS
+
     heads = {}
-    for preset in [head, *compare]:
-        if preset not in heads:
-            heads[preset] = make(preset).fit(X, y, shots=is_shot, validation=val)
+    for name in [head, *compare]:
+        if name in heads:
+            continue
+        if name in PRESETS:
+            heads[name] = make(name).fit(X, y, shots=is_shot, validation=val)
+        else:
+            heads[name] = fit_registered_head(name, text, X, y, random_state)
     return heads
+
+
+def fit_registered_head(kind: str, text: TextHead, X: np.ndarray, y: np.ndarray, random_state):
+    """A head of a registered kind (``priming.heads.HEADS``) with its own label-free
+    defaults, fitted on pool ∪ shots (every row weight 1); a head that takes text weights
+    gets the run's text head. With no rows at all, heads that allow it fit as zero-shot
+    (``fit(None)``)."""
+    import inspect
+
+    from priming.heads import HEADS
+
+    cls = HEADS.get(kind)
+    params = inspect.signature(cls.__init__).parameters
+    kw: dict[str, Any] = {}
+    if "text_weights" in params:
+        kw["text_weights"] = text.weights
+    if "classes" in params:
+        kw["classes"] = list(text.names)
+    if "random_state" in params:
+        kw["random_state"] = random_state
+    est = cls(**kw)
+    if X.shape[0] == 0 and "text_weights" in params:
+        return est.fit(None, None)
+    return est.fit(X, y)
+
+
+def head_label(name: str) -> str:
+    """The key of a head in ``metrics.json`` ``eval``: ``primed (PRESET)`` for a primed
+    head, the kind itself for any other registered head."""
+    from priming.heads import PRESETS
+
+    return f"primed ({name})" if name in PRESETS else name
 
 
 def evaluate(heads: Mapping[str, Any], inputs: Inputs, names: Sequence[str]):
@@ -452,8 +490,9 @@ def evaluate(heads: Mapping[str, Any], inputs: Inputs, names: Sequence[str]):
 
     first = next(iter(heads.values()))
     out = {"zero_shot": report(first.text_scores(Xe))}
-    for preset, h in heads.items():
-        out[f"primed ({preset})"] = report(h.decision_function(Xe))
+    for name, h in heads.items():
+        # transductive heads adapt to the batch they are given: the whole eval set
+        out[head_label(name)] = report(h.decision_function(Xe))
     return out
 
 
@@ -537,9 +576,24 @@ def write_metrics(out: str | os.PathLike, metrics) -> Path:
     return write_json_atomic(Path(out) / "metrics.json", metrics.to_json(), indent=2)
 
 
-def run_metrics(cfg, encoder, text: TextHead, inputs: Inputs, pool, head, evaluation, timings):
+def head_selection(heads: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """For every head (keyed as in ``metrics.json`` ``eval``): which rule chose each of its
+    hyperparameters — a primed head's α (value, rule), another head's ``selection_``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, h in heads.items():
+        if hasattr(h, "alpha_source_"):
+            out[head_label(name)] = {"alpha": {"value": h.alpha_, "rule": h.alpha_source_}}
+        elif getattr(h, "selection_", None) is not None:
+            out[head_label(name)] = dict(h.selection_)
+    return out
+
+
+def run_metrics(
+    cfg, encoder, text: TextHead, inputs: Inputs, pool, head, evaluation, timings, heads=None
+):
     """The :class:`~priming.job.results.RunMetrics` of a finished run (``head``: the main
-    head; ``timings``: step name → seconds, kept by reference)."""
+    head; ``heads``: all fitted heads, for their selection rules; ``timings``: step name →
+    seconds, kept by reference)."""
     from priming.job.results import AlphaChoice, ModelInfo, PoolSummary, RunMetrics
 
     return RunMetrics(
@@ -556,4 +610,5 @@ def run_metrics(cfg, encoder, text: TextHead, inputs: Inputs, pool, head, evalua
         alpha=AlphaChoice(head.alpha_, head.alpha_source_, head.alpha_scores_),
         eval=evaluation,
         timings_s=timings,
+        selection=head_selection(heads or {}),
     )

@@ -28,7 +28,7 @@ from typing import Any
 
 from priming._fs import write_text_atomic
 from priming.errors import PrimingError
-from priming.progress import ProgressCallback, ProgressEvent, Tracker
+from priming.progress import ProgressCallback
 
 __all__ = [
     "MODEL",
@@ -75,29 +75,6 @@ class ImprintDemoResult:
     seconds: float
 
 
-def _corpus_progress(progress: ProgressCallback | None):
-    """A callback for ``fill_embeddings`` that accepts both its event form and the older
-    ``(done, total)`` form, and forwards events to ``progress``."""
-    if progress is None:
-        return None
-    tracker: list[Tracker] = []
-
-    def forward(*args: Any) -> None:
-        if len(args) == 1 and isinstance(args[0], ProgressEvent):
-            progress(args[0])
-            return
-        done, total = args
-        if not tracker:
-            tracker.append(Tracker(progress, "embedding corpus", total, "shards").start())
-        t = tracker[0]
-        t.set_total(total)
-        t.advance(int(done) - t.done)
-        if t.total is not None and t.done >= t.total:
-            t.close()
-
-    return forward
-
-
 def _corpus_size(encoder: Any, catalogue: list, budget: float) -> tuple[int, float]:
     """Packages MiniLM encodes in about ``budget`` seconds here (3000..10000)."""
     probe = [
@@ -124,7 +101,7 @@ def _ensure_corpus(work: Path, data: Any, encoder: Any, seed: int, catalogue, pr
     if not (stamp.is_file() and json.loads(stamp.read_text()) == want):
         shutil.rmtree(corpus_dir, ignore_errors=True)
         build_corpus(data.corpus_parquet, out=corpus_dir, workers=1)
-        fill_embeddings(corpus_dir, encoder, batch_size=256, progress=_corpus_progress(progress))
+        fill_embeddings(corpus_dir, encoder, batch_size=256, progress=progress)
         write_text_atomic(stamp, json.dumps(want))
     return corpus_dir
 
