@@ -9,6 +9,7 @@ import sys
 from priming.cli._args import add_executor_options, executor_spec
 from priming.cli.progress_bars import progress_callback
 from priming.corpus.choices import SEARCH_MODES
+from priming.corpus.formats import FORMAT_NAMES
 
 
 def _common(p: argparse.ArgumentParser, executor_help: str) -> None:
@@ -31,6 +32,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--embeddings", help="folder of row-aligned .npy files (clip-retrieval img_emb layout)"
     )
     b.add_argument("--embedding-model", help="name of the model that made --embeddings (recorded)")
+    b.add_argument(
+        "--format",
+        choices=FORMAT_NAMES,
+        default=None,
+        help="source layout (default: detected from the columns and file names, recorded "
+        "in the manifest)",
+    )
+    b.add_argument(
+        "--embedding-key",
+        default=None,
+        help="DataComp: the .npz key to store, e.g. l14_img (OpenAI ViT-L/14 image features; "
+        "the model is recorded from the key)",
+    )
     b.add_argument(
         "--out", required=True, help="corpus directory (an unfinished build there resumes)"
     )
@@ -113,8 +127,14 @@ def run_build(args: argparse.Namespace) -> int:
         embedding_model=args.embedding_model,
         progress=progress_callback(not args.no_progress),
         executor=executor_spec(args),
+        format=args.format,
+        embedding_key=args.embedding_key,
     )
     c = open_corpus(out)
+    src = c.manifest.get("source_format") or {}
+    if src:
+        how = "detected: " if src.get("detected") else ""
+        print(f"format {src.get('name')} ({how}{src.get('reason')})")
     stats = c.manifest.get("stats", {})
     print(f"built {out}: {c.n_rows} rows in {len(c.shards)} shards, embeddings: {c.dim or 'none'}")
     print("skipped/repaired: " + ", ".join(f"{k}={v}" for k, v in stats.items()))

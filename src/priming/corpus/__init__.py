@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and editors
         set_embeddings,
     )
     from priming.corpus._verify import verify_corpus
+    from priming.corpus.formats import FORMAT_NAMES, FORMATS, detect_format
 
 _EXPORTS = {
     "check_export_path": "priming.corpus._export",
@@ -54,10 +55,15 @@ _EXPORTS = {
     "fill_embeddings": "priming.corpus._vectors",
     "set_embeddings": "priming.corpus._vectors",
     "verify_corpus": "priming.corpus._verify",
+    "FORMAT_NAMES": "priming.corpus.formats",
+    "FORMATS": "priming.corpus.formats",
+    "detect_format": "priming.corpus.formats",
 }
 
 __all__ = [
     "COLUMN_ALIASES",
+    "FORMATS",
+    "FORMAT_NAMES",
     "KNN_METHODS",
     "SCHEMA_VERSION",
     "SEARCH_MODES",
@@ -67,6 +73,7 @@ __all__ = [
     "build_index",
     "check_export_path",
     "decode_image",
+    "detect_format",
     "export_urls",
     "fill_embeddings",
     "open_corpus",

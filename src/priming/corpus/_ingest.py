@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from priming._optional import require
+from priming.corpus import formats as fmts
 from priming.corpus._manifest import (
     FORMAT,
     MANIFEST,
@@ -254,14 +255,28 @@ def _type_problem(canon: str, typ) -> str | None:
     return None
 
 
-def check_column_types(schema, mapping: dict[str, str], source: str) -> None:
+def check_column_types(
+    schema, mapping: dict[str, str], source: str, nsfw_scores: Sequence[str] = ()
+) -> None:
     """Refuse, before anything is written, a column whose type cannot be read (a
     ``list<string>`` caption, ``WIDTH`` as strings); the message names the file."""
-    for canon, col in mapping.items():
+    pairs = [*mapping.items(), *(("punsafe", c) for c in nsfw_scores)]
+    for canon, col in pairs:
         typ = schema.field(col).type
         why = _type_problem(canon, typ)
         if why is not None:
             raise DataError(f"{source}: column {col!r} has type {typ}, {why}")
+
+
+def file_layout(fmt: str | None, names: Sequence[str], path: str | os.PathLike) -> fmts.Layout:
+    """How to read one parquet file: format ``fmt`` (None: detected from its columns and
+    name, see :func:`priming.corpus.formats.detect_format`)."""
+    source = f"metadata {os.fspath(path)!r}"
+    if fmt is None:
+        fmt, reason = fmts.detect_format(names, path)
+    else:
+        reason = "named by --format"
+    return fmts.layout_for(fmt, names, source, COLUMN_ALIASES, reason)
 
 
 # --------------------------------------------------------------------------- one shard
@@ -295,9 +310,14 @@ def _decode_captions(arr, stats: dict[str, int], source: str):
         raise DataError(f"{source}: caption column has type {arr.type}, expected strings") from None
 
 
-def _nsfw_flags(batch, mapping):
-    """0/1/None per row: LAION's NSFW tag ('NSFW'/'UNSURE' -> 1) or punsafe >= 0.5."""
+def _nsfw_flags(batch, mapping, nsfw_scores: Sequence[str] = ()):
+    """0/1/None per row: LAION's NSFW tag ('NSFW'/'UNSURE' -> 1), punsafe >= 0.5, or (COYO)
+    the largest of the NSFW score columns >= 0.5 (None where every score is missing)."""
     pa, pc, _ = _pa()
+    if "nsfw" not in mapping and nsfw_scores:
+        cols = [pc.cast(batch.column(c), pa.float64()) for c in nsfw_scores]
+        top = pc.max_element_wise(*cols, skip_nulls=True) if len(cols) > 1 else cols[0]
+        return pc.cast(pc.greater_equal(top, PUNSAFE_THRESHOLD), pa.int8()).to_pylist()
     if "nsfw" in mapping:
         col = batch.column(mapping["nsfw"])
         if pa.types.is_boolean(col.type):
@@ -366,8 +386,9 @@ def _keep_rows(batch, mapping, emb, src_start: int, stats: dict[str, int], sourc
     return cap, np.flatnonzero(keep), block
 
 
-def _row_tuples(batch, cap, idx: np.ndarray, mapping, next_id: int, src_start: int, source: str):
+def _row_tuples(batch, cap, idx: np.ndarray, layout, next_id: int, src_start: int, source: str):
     pa, _, _ = _pa()
+    mapping = layout.mapping
     sel = pa.array(idx)
     sub = batch.take(sel)
     cols = [
@@ -378,7 +399,7 @@ def _row_tuples(batch, cap, idx: np.ndarray, mapping, next_id: int, src_start: i
         _col_list(sub, mapping, "url", pa.string(), source),
         _col_list(sub, mapping, "width", pa.int64(), source),
         _col_list(sub, mapping, "height", pa.int64(), source),
-        _nsfw_flags(sub, mapping),
+        _nsfw_flags(sub, mapping, layout.nsfw_scores),
         _col_list(sub, mapping, "similarity", pa.float64(), source),
     ]
     none = [None] * idx.size
@@ -390,14 +411,15 @@ def _fill_shard(con, writer, spec: dict[str, Any], emb, stats: dict[str, int]) -
     _, _, pq = _pa()
     source = f"metadata {spec['source']!r}"
     pf = pq.ParquetFile(spec["source"])
-    mapping = column_map(pf.schema_arrow.names, source)
-    check_column_types(pf.schema_arrow, mapping, source)
+    layout = file_layout(spec.get("format") or fmts.GENERIC, pf.schema_arrow.names, spec["source"])
+    mapping = layout.mapping
+    check_column_types(pf.schema_arrow, mapping, source, layout.nsfw_scores)
     next_id = src_start = 0
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=sorted(set(mapping.values()))):
+    for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=layout.read_columns()):
         stats["input_rows"] += batch.num_rows
         cap, idx, block = _keep_rows(batch, mapping, emb, src_start, stats, source)
         if idx.size:
-            rows = _row_tuples(batch, cap, idx, mapping, next_id, src_start, source)
+            rows = _row_tuples(batch, cap, idx, layout, next_id, src_start, source)
             con.executemany("INSERT INTO rows VALUES (?,?,?,?,?,?,?,?,?)", rows)
             if writer is not None:
                 writer.write(block[idx])
@@ -437,7 +459,11 @@ def build_shard(spec: dict[str, Any]) -> dict[str, Any]:
     stats = dict.fromkeys(
         ("input_rows", "null_or_empty_caption", "repaired_utf8", "nonfinite_embedding"), 0
     )
-    emb = np.load(spec["embeddings"], mmap_mode="r") if spec.get("embeddings") else None
+    emb = None
+    if spec.get("embeddings") and spec.get("embedding_key"):
+        emb = fmts.load_npz_member(spec["embeddings"], spec["embedding_key"])
+    elif spec.get("embeddings"):
+        emb = np.load(spec["embeddings"], mmap_mode="r")
     writer = con = None
     try:
         for p in (db_tmp, emb_tmp):
@@ -489,11 +515,12 @@ def _input_record(meta: Path, emb: Path | None, n_rows: int) -> dict[str, Any]:
     return rec
 
 
-def _check_embedding_file(emb: Path, meta: Path, n_rows: int) -> int:
-    shape, dtype = _npy_shape(emb)
+def _check_embedding_file(emb: Path, meta: Path, n_rows: int, key: str | None = None) -> int:
+    shape, dtype = fmts.npz_member_shape(emb, key) if key else _npy_shape(emb)
     if len(shape) != 2 or not np.issubdtype(dtype, np.floating):
+        what = f"{str(emb)!r}" + (f" key {key!r}" if key else "")
         raise DataError(
-            f"embeddings {str(emb)!r} must be a 2-d float array, got shape {shape} dtype {dtype}"
+            f"embeddings {what} must be a 2-d float array, got shape {shape} dtype {dtype}"
         )
     if shape[0] != n_rows:
         raise DataError(
@@ -503,25 +530,42 @@ def _check_embedding_file(emb: Path, meta: Path, n_rows: int) -> int:
     return int(shape[1])
 
 
+def _file_layouts(meta_files: list[Path], fmt: str | None) -> list[fmts.Layout]:
+    """Each input's layout (named or detected); every file must have the same format."""
+    _, _, pq = _pa()
+    layouts = []
+    for meta in meta_files:
+        try:
+            schema = pq.ParquetFile(meta).schema_arrow
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise DataError(
+                f"metadata {str(meta)!r} is not a readable parquet file: {exc}"
+            ) from None
+        layout = file_layout(fmt, schema.names, meta)
+        check_column_types(schema, layout.mapping, f"metadata {str(meta)!r}", layout.nsfw_scores)
+        if layouts and layout.format != layouts[0].format:
+            raise DataError(
+                f"metadata: the inputs mix formats: {str(meta_files[0])!r} is "
+                f"{layouts[0].format!r} ({layouts[0].reason}) but {str(meta)!r} is "
+                f"{layout.format!r} ({layout.reason}); build them separately or name --format"
+            )
+        layouts.append(layout)
+    return layouts
+
+
 def _check_inputs(
-    meta_files: list[Path], emb_files: list[Path] | None
+    meta_files: list[Path], emb_files: list[Path] | None, key: str | None = None
 ) -> tuple[list[dict], int | None]:
     """Read every input's schema and shape before anything is written: unreadable files,
-    unusable column types, misaligned embeddings and an input of 0 rows are refused here."""
+    misaligned embeddings and an input of 0 rows are refused here."""
     _, _, pq = _pa()
     inputs = []
     dim = dim_src = None
     for i, meta in enumerate(meta_files):
-        source = f"metadata {str(meta)!r}"
-        try:
-            pf = pq.ParquetFile(meta)
-        except Exception as exc:  # pyarrow raises several types for a bad file
-            raise DataError(f"{source} is not a readable parquet file: {exc}") from None
-        check_column_types(pf.schema_arrow, column_map(pf.schema_arrow.names, source), source)
-        n_rows = pf.metadata.num_rows
+        n_rows = pq.ParquetFile(meta).metadata.num_rows
         emb = emb_files[i] if emb_files else None
         if emb is not None:
-            d = _check_embedding_file(emb, meta, n_rows)
+            d = _check_embedding_file(emb, meta, n_rows, key)
             if dim is None:
                 dim, dim_src = d, emb
             elif d != dim:
@@ -563,7 +607,11 @@ def _check_out(out: Path) -> None:
 
 
 def _start_manifest(
-    out: Path, inputs: list[dict], dim: int | None, embedding_model: str | None
+    out: Path,
+    inputs: list[dict],
+    dim: int | None,
+    embedding_model: str | None,
+    source_format: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """The manifest to build into: a resumed one, or a new one; None when ``out``
     already holds the finished corpus of these inputs."""
@@ -573,6 +621,17 @@ def _start_manifest(
             raise ConfigError(
                 f"out: {str(out)!r} already holds a corpus built from other inputs; "
                 "choose another --out or delete it"
+            )
+        old = manifest.get("source_format")
+        new = source_format or {}
+        if old and (old.get("name"), old.get("embedding_key")) != (
+            new.get("name"),
+            new.get("embedding_key"),
+        ):
+            raise ConfigError(
+                f"out: {str(out)!r} holds a build read as format {old.get('name')!r} "
+                f"(embedding key {old.get('embedding_key')!r}); this build reads "
+                f"{new.get('name')!r} (key {new.get('embedding_key')!r}); choose another --out"
             )
         if manifest.get("complete"):
             log.info("corpus %s is already complete", out)
@@ -594,6 +653,7 @@ def _start_manifest(
         "embedding_dtype": "float16" if dim is not None else None,
         "embedding_model": embedding_model if dim is not None else None,
         "embedding_fingerprint": None,
+        "source_format": source_format,
         "build": {"inputs": inputs},
         "shards": [],
     }
@@ -663,6 +723,39 @@ def _complete(out: Path, manifest: dict[str, Any], names: list[str], done: dict)
             log.warning("corpus %s: %d rows with %s", out, stats[k], k.replace("_", " "))
 
 
+def _resolve_sources(metadata, embeddings, fmt, embedding_key, embedding_model):
+    """Input files, their layouts, the embedding files (``.npy``, or DataComp ``.npz``
+    with a key), the embedding model and the manifest's ``source_format`` record."""
+    if fmt is not None and fmt not in fmts.FORMAT_NAMES:
+        raise ConfigError(
+            f"format: unknown format {fmt!r}; choose one of {', '.join(fmts.FORMAT_NAMES)}"
+        )
+    meta_files = resolve_metadata(metadata)
+    layouts = _file_layouts(meta_files, fmt)
+    first = layouts[0]
+    key = None
+    if first.embeddings == "npz" and (embedding_key is not None or embeddings is not None):
+        key = embedding_key or "l14_img"
+        emb_files = fmts.resolve_npz(embeddings, meta_files)
+        embedding_model = embedding_model or fmts.datacomp_embedding_model(key)
+    elif embedding_key is not None:
+        raise ConfigError(
+            f"embedding_key {embedding_key!r} applies to DataComp .npz embeddings only; "
+            f"{str(meta_files[0])!r} is format {first.format!r}"
+        )
+    else:
+        emb_files = resolve_embeddings(embeddings, meta_files)
+    title = fmts.FORMATS[first.format].title if first.format in fmts.FORMATS else "LAION-style"
+    record = {
+        "name": first.format,
+        "title": title,
+        "detected": fmt is None,
+        "reason": first.reason,
+        "embedding_key": key,
+    }
+    return meta_files, emb_files, layouts, key, embedding_model, record
+
+
 def build_corpus(
     metadata: str | os.PathLike | Sequence[str | os.PathLike],
     embeddings: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
@@ -671,6 +764,8 @@ def build_corpus(
     embedding_model: str | None = None,
     progress: Any = None,
     executor: ExecutorSpec = None,
+    format: str | None = None,
+    embedding_key: str | None = None,
 ) -> Path:
     """Build (or resume building) a corpus directory.
 
@@ -679,9 +774,10 @@ def build_corpus(
     metadata : path, folder, glob pattern, or a list of those
         LAION-style parquet files, one shard each (a clip-retrieval root with a
         ``metadata/`` folder also works).
-    embeddings : folder, ``.npy`` path(s), or None
+    embeddings : folder, ``.npy`` / ``.npz`` path(s), or None
         Row-aligned embeddings (clip-retrieval ``img_emb/img_emb_{i}.npy`` or one
-        ``NAME.npy`` per ``NAME.parquet``); stored as float16.
+        ``NAME.npy`` per ``NAME.parquet``; DataComp: ``NAME.npz`` beside or in this
+        folder); stored as float16.
     out : path
         The corpus directory; an unfinished build there is resumed.
     workers : int, optional
@@ -694,21 +790,30 @@ def build_corpus(
     executor : None, "local", "inline" or a concurrent.futures.Executor
         Where shards are built (see :mod:`priming.exec`): by default local worker
         processes (in-process with ``workers=1``).
+    format : one of :data:`priming.corpus.formats.FORMAT_NAMES`, or None
+        The source layout (``relaion``, ``datacomp``, ``coyo``, ``laion``,
+        ``clip-retrieval``); None detects it from the columns and file names. The
+        result is recorded as ``source_format`` in the manifest.
+    embedding_key : str, optional
+        DataComp only: the ``.npz`` key to store (``l14_img``, ``b32_img``, ...); giving
+        it (or ``embeddings``) reads the ``.npz`` files, default key ``l14_img``. The
+        embedding model is recorded from the key unless ``embedding_model`` is given.
 
     Returns
     -------
     Path of the finished corpus directory.
     """
-    meta_files = resolve_metadata(metadata)
-    emb_files = resolve_embeddings(embeddings, meta_files)
+    meta_files, emb_files, layouts, key, embedding_model, source_format = _resolve_sources(
+        metadata, embeddings, format, embedding_key, embedding_model
+    )
     if workers is not None and (
         not isinstance(workers, int) or isinstance(workers, bool) or workers < 1
     ):
         raise ConfigError(f"workers must be a positive integer or None, got {workers!r}")
     out = Path(out)
     _check_out(out)
-    inputs, dim = _check_inputs(meta_files, emb_files)
-    manifest = _start_manifest(out, inputs, dim, embedding_model)
+    inputs, dim = _check_inputs(meta_files, emb_files, key)
+    manifest = _start_manifest(out, inputs, dim, embedding_model, source_format)
     if manifest is None:
         return out
     shard_dir = out / SHARD_DIR
@@ -721,6 +826,8 @@ def build_corpus(
             "name": names[i],
             "source": str(meta_files[i]),
             "embeddings": str(emb_files[i]) if emb_files else None,
+            "embedding_key": key,
+            "format": layouts[i].format,
             "shard_dir": str(shard_dir),
         }
         for i in range(len(meta_files))
