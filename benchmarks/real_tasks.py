@@ -487,6 +487,7 @@ def prime_task(task: Task, captions: Sequence[str], encoder: Any, out: Path) -> 
     records = []
     for name, extra in PRIME_RUNS.items():
         cfg = PrimeConfig.from_mapping({
+            "model": getattr(encoder, "name", MODEL),
             "classes": str(folder / "classes.txt"), "corpus": str(corpus),
             "eval": str(folder / "eval.jsonl"), "out": str(folder / name),
             "cache_dir": str(out / "cache"), "templates": str(folder / "templates.txt"),
@@ -511,41 +512,74 @@ def prime_task(task: Task, captions: Sequence[str], encoder: Any, out: Path) -> 
 # -- statistics and the report -----------------------------------------------------------
 
 
-def summarise(records: list[dict]) -> dict[str, Any]:
-    """Mean ± sd per task × config, averages, Friedman and Wilcoxon–Holm vs zero-shot."""
+def _wilcoxon_holm(diffs: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Two-sided Wilcoxon signed-rank (Pratt) of each difference vector vs 0, Holm-adjusted."""
     from scipy import stats as sps
 
-    from priming.eval.stats import compare_configs, holm
+    from priming.eval.stats import holm
+
+    names = list(diffs)
+    raw = [
+        1.0 if np.all(diffs[c] == 0) else float(sps.wilcoxon(diffs[c], zero_method="pratt").pvalue)
+        for c in names
+    ]
+    adj = holm(raw)
+    return {
+        c: {"wins": int(np.sum(diffs[c] > 1e-9)), "losses": int(np.sum(diffs[c] < -1e-9)),
+            "n": len(diffs[c]), "p": p, "p_holm": float(q)}
+        for c, p, q in zip(names, raw, adj)
+    }  # fmt: skip
+
+
+def summarise(records: list[dict]) -> dict[str, Any]:
+    """Mean ± sd per task × config, averages, gap closed towards the NCM ceiling, Friedman
+    over the methods run on every task, Wilcoxon–Holm of each vs zero-shot (blocks: tasks;
+    and, secondary, task × seed)."""
+    from priming.eval.stats import compare_configs
 
     cell: dict[tuple[str, str], list[float]] = defaultdict(list)
+    by_seed: dict[tuple[str, str, int], float] = {}
     for r in records:
         cell[(r["task"], r["config"])].append(r["top1"])
+        by_seed[(r["task"], r["config"], r["seed"])] = r["top1"]
     tasks = sorted({r["task"] for r in records})
     configs = list(dict.fromkeys(r["config"] for r in records))
     table = {c: {t: (float(np.mean(cell[(t, c)])), float(np.std(cell[(t, c)], ddof=1))
                      if len(cell[(t, c)]) > 1 else 0.0) for t in tasks if (t, c) in cell}
              for c in configs}  # fmt: skip
     mean = {c: float(np.mean([v[0] for v in table[c].values()])) for c in configs}
-    methods = [c for c in configs if not c.startswith("ceiling")]
-    recs = [{"task": t, "config": c, "top1": table[c][t][0]} for c in methods for t in tasks]
-    out: dict[str, Any] = {"tasks": tasks, "configs": configs, "table": table, "mean": mean}
-    if len(tasks) >= 2:
+    zs_of = table["zero-shot"]
+    delta = {c: float(np.mean([v[0] - zs_of[t][0] for t, v in table[c].items()])) for c in configs}
+    ceil = table.get("ceiling-ncm", {})
+    gap = {c: (delta[c] / float(np.mean([ceil[t][0] - zs_of[t][0] for t in table[c]])))
+           if ceil and all(t in ceil for t in table[c]) else float("nan") for c in configs}  # fmt: skip
+    # the stats: methods run on every task, less the inductive heads without shots (the
+    # zero-shot head by construction: they would only add ties)
+    same = {f"{k}@0" for k in INDUCTIVE}
+    full = [c for c in configs if not c.startswith("ceiling") and c not in same
+            and len(table[c]) == len(tasks)]  # fmt: skip
+    out: dict[str, Any] = {"tasks": tasks, "configs": configs, "table": table, "mean": mean,
+                           "delta": delta, "gap_closed": gap, "full": full}  # fmt: skip
+    if len(tasks) >= 2 and len(full) >= 2:
+        recs = [{"task": t, "config": c, "top1": table[c][t][0]} for c in full for t in tasks]
         cmp = compare_configs(recs, group_cols=("task",))
         out["friedman"] = {"statistic": cmp.friedman_statistic, "p": cmp.friedman_p,
                            "n_tasks": len(tasks), "n_methods": len(cmp.configs)}  # fmt: skip
         out["mean_rank"] = dict(cmp.ranking())
-        zs = np.array([table["zero-shot"][t][0] for t in tasks])
-        raw, names = [], [c for c in methods if c != "zero-shot"]
-        for c in names:
-            d = np.array([table[c][t][0] for t in tasks]) - zs
-            raw.append(
-                1.0 if np.all(d == 0) else float(sps.wilcoxon(d, zero_method="pratt").pvalue)
-            )
-        adj = holm(raw)
-        out["vs_zero_shot"] = {c: {"wins": int(np.sum(np.array([table[c][t][0] for t in tasks]) > zs + 1e-9)),
-                                   "losses": int(np.sum(np.array([table[c][t][0] for t in tasks]) < zs - 1e-9)),
-                                   "p": p, "p_holm": float(a)}
-                               for c, p, a in zip(names, raw, adj)}  # fmt: skip
+        others = [c for c in full if c != "zero-shot"]
+        zs = np.array([zs_of[t][0] for t in tasks])
+        out["vs_zero_shot"] = _wilcoxon_holm(
+            {c: np.array([table[c][t][0] for t in tasks]) - zs for c in others}
+        )
+        seeds = sorted({r["seed"] for r in records})
+        seeded = {}
+        for c in others:
+            if not any((t, c, s) in by_seed for t in tasks for s in seeds[1:]):
+                continue  # one run per task (no shots): the task-level test is the test
+            d = [by_seed.get((t, c, s), by_seed.get((t, c, 0))) - by_seed[(t, "zero-shot", 0)]
+                 for t in tasks for s in seeds]  # fmt: skip
+            seeded[c] = np.array(d, dtype=float)
+        out["vs_zero_shot_seeds"] = _wilcoxon_holm(seeded)
     return out
 
 
@@ -572,24 +606,32 @@ def render(summary: dict[str, Any], tasks_info: list[dict]) -> str:
     lines = ["| task | classes | rows (test) | source |", "|---|---|---|---|"]
     lines += [f"| {i['name']} | {i['classes']} | {i['rows']} ({i['test']}) | {i['source']} |"
               for i in tasks_info]  # fmt: skip
-    lines += ["", "| method | " + " | ".join(tasks) + " | mean | Δ vs zero-shot |",
-              "|---|" + "---|" * (len(tasks) + 2)]  # fmt: skip
-    zs = mean.get("zero-shot", float("nan"))
+    lines += ["", "| method | " + " | ".join(tasks) + " | mean | Δ vs zero-shot | gap closed |",
+              "|---|" + "---|" * (len(tasks) + 3)]  # fmt: skip
     for c in summary["configs"]:
         cells = [_fmt(table[c][t]) if t in table[c] else "–" for t in tasks]
-        lines.append(f"| {c} | " + " | ".join(cells) + f" | {mean[c]:.2f} | {mean[c] - zs:+.2f} |")
+        n = len(table[c])
+        m = f"{mean[c]:.2f}" + ("" if n == len(tasks) else f" ({n} tasks)")
+        g = summary["gap_closed"][c]
+        gs = "–" if not np.isfinite(g) else f"{100 * g:.0f} %"
+        lines.append(
+            f"| {c} | " + " | ".join(cells) + f" | {m} | {summary['delta'][c]:+.2f} | {gs} |"
+        )
     if "friedman" in summary:
         f = summary["friedman"]
         lines += ["", f"Friedman over {f['n_methods']} methods × {f['n_tasks']} tasks: "
                   f"χ² = {f['statistic']:.1f}, p = {f['p']:.2g}.", "",
-                  "| method | mean rank | wins / losses vs zero-shot | Wilcoxon p | Holm p |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+                  "| method | mean rank | W / L vs zero-shot (tasks) | Wilcoxon p | Holm p "
+                  "| W / L (task × seed) | Holm p (task × seed) |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for c, rank in summary["mean_rank"].items():
             v = summary["vs_zero_shot"].get(c)
+            w = summary["vs_zero_shot_seeds"].get(c)
+            ws = f"{w['wins']} / {w['losses']} | {w['p_holm']:.2g}" if w else "– | –"
             tail = (
-                f"{v['wins']} / {v['losses']} | {v['p']:.3f} | {v['p_holm']:.3f}"
+                f"{v['wins']} / {v['losses']} | {v['p']:.3f} | {v['p_holm']:.3f} | {ws}"
                 if v
-                else "– | – | –"
+                else "– | – | – | – | –"
             )
             lines.append(f"| {c} | {rank:.2f} | {tail} |")
     return "\n".join(lines) + "\n"
@@ -625,6 +667,17 @@ def run_all(
     with open(out / "records.jsonl", "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
+    (out / "tasks.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+    summary = write_report(out)
+    return summary
+
+
+def write_report(out: Path) -> dict:
+    """``summary.json`` and ``results.md`` from ``records.jsonl`` and ``tasks.json`` in ``out``."""
+    records = [
+        json.loads(x) for x in (out / "records.jsonl").read_text(encoding="utf-8").splitlines() if x
+    ]
+    info = json.loads((out / "tasks.json").read_text(encoding="utf-8"))
     summary = summarise(records)
     sel = selection_summary(records)
     (out / "summary.json").write_text(json.dumps(
@@ -642,7 +695,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per method run")
     ap.add_argument("--no-prime", action="store_true", help="skip run_prime on the package tasks")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the tables from --out/records.jsonl (no model, no runs)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.report_only:
+        write_report(args.out)
+        print((args.out / "results.md").read_text(encoding="utf-8"))
+        return 0
     from priming.encoders import create_encoder
 
     tasks = build_tasks(args.tasks.split(",") if args.tasks else None)
