@@ -251,3 +251,21 @@ def test_auto_alpha_on_validation_items():
     y_lies = (y + 1) % 4  # pool captions lie, validation labels are right
     h2 = PrimedHead(T_good, alpha="auto", imprint=FakeImprint()).fit(X, y_lies, validation=(Xv, yv))
     assert h2.alpha_ >= 0.6
+
+
+def test_auto_alpha_on_the_filtered_pool_warns_that_it_is_biased(caplog):
+    """α auto with neither shots nor validation rows falls back to cross-validation on the
+    pool itself — a signal made by the filter that labelled it: never silently."""
+    rng = np.random.default_rng(0)
+    T = rng.normal(size=(3, 8)).astype(np.float32)
+    X = np.repeat(T, 4, axis=0) + 0.1 * rng.normal(size=(12, 8)).astype(np.float32)
+    y = np.repeat(np.arange(3), 4)
+    with caplog.at_level(logging.WARNING, logger="priming.heads.primed"):
+        head = PrimedHead(T, alpha="auto").fit(X, y)
+    assert head.alpha_source_ == "cv-pool"
+    assert any("favours the text head" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="priming.heads.primed"):
+        head = PrimedHead(T, alpha="auto").fit(X, y, validation=(X[:6], y[:6]))
+    assert head.alpha_source_ == "validation"
+    assert not any("favours the text head" in r.getMessage() for r in caplog.records)

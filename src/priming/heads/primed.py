@@ -348,6 +348,12 @@ class PrimedHead(BaseHead):
             candidates, source = np.flatnonzero(shots), "cv-shots"
         elif len(y) >= 2:
             candidates, source = np.flatnonzero(~shots), "cv-pool"
+            log.warning(
+                "alpha='auto' without shots or validation rows: cross-validating on pool items, "
+                "whose labels came from the same zero-shot filter, favours the text head; pass "
+                "fit(..., validation=(pool.heldout.embeddings, labels)) from "
+                "build_pool(holdout=...) for an independent signal"
+            )
         else:
             fallback = schedule_alpha(self.n_shots_)
             log.warning(
