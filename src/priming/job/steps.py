@@ -541,15 +541,20 @@ def write_run(
     a temporary sibling folder that replaces ``out`` only once complete (call
     :func:`check_out_dir` first: this replaces whatever ``out`` holds)."""
     import shutil
-    import tempfile
 
-    from priming._fs import make_dir, replace_dir, write_json_atomic, write_text_atomic
+    from priming._fs import (
+        make_dir,
+        make_temp_dir,
+        replace_dir,
+        write_json_atomic,
+        write_text_atomic,
+    )
     from priming.job.report import markdown_report, plot_report
 
     out = Path(out)
     make_dir(out.parent, "folder of the run folder")
     m = metrics.to_json()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_temp_dir(out.parent, f".{out.name}.tmp-")
     try:
         items = list(heads.items())
         main = items[0][1]
