@@ -27,7 +27,27 @@ __all__ = [
     "write_text_atomic",
     "write_json_atomic",
     "replace_dir",
+    "make_temp_dir",
+    "umask_mode",
 ]
+
+
+def umask_mode(mode: int) -> int:
+    """``mode`` less the process umask: the permissions ``open``/``mkdir`` would give.
+
+    ``tempfile.mkstemp``/``mkdtemp`` create 0600/0700 entries whatever the umask; files
+    and folders renamed from them into place are given this mode instead, so outputs
+    follow the umask (0644/0755 under the usual 022) like any other file."""
+    current = os.umask(0)
+    os.umask(current)
+    return mode & ~current
+
+
+def make_temp_dir(parent: str | os.PathLike[str], prefix: str) -> Path:
+    """A new temporary folder in ``parent`` (``tempfile.mkdtemp``) with the umask's mode."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, umask_mode(0o777))
+    return tmp
 
 
 def make_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
@@ -60,7 +80,10 @@ def atomic_path(
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, umask_mode(0o666))
+    finally:
+        os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -47,7 +47,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -56,7 +55,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from priming._fs import atomic_output, replace_dir
+from priming._fs import atomic_output, make_temp_dir, replace_dir
 from priming._json import to_jsonable
 from priming.errors import ConfigError, DataError, NotFittedError, PrimingError
 from priming.registry import Registry
@@ -193,7 +192,7 @@ class BaseHead(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.tmp-", dir=p.parent))
+        tmp = make_temp_dir(p.parent, f".{p.name}.tmp-")
         try:
             self._write(tmp, metadata)
             replace_dir(tmp, p)

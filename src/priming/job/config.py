@@ -200,7 +200,7 @@ class PrimeConfig:
         for h in self.compare if isinstance(self.compare, list) else []:
             if not isinstance(h, str) or (h not in PRESETS and h not in kinds):
                 e.append(
-                    f"head preset {h!r} is unknown, and no registered head kind either; "
+                    f"compare: head preset {h!r} is unknown, and no registered head kind either; "
                     f"presets: {', '.join(sorted(PRESETS))}; head kinds: {', '.join(kinds)}"
                 )
         for f in dataclasses.fields(self):

@@ -14,21 +14,29 @@ from priming.progress import ProgressCallback
 __all__ = ["predict", "check_predict_out"]
 
 
-def check_predict_out(out: str | os.PathLike, data: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an output file that is a folder, that is the input ``data`` (or lies inside
-    a data folder), or that exists while ``overwrite`` is False."""
+def check_predict_out(
+    out: str | os.PathLike,
+    data: str | os.PathLike,
+    overwrite: bool,
+    head_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Refuse an output file that is a folder, that is the input ``data`` or the head
+    folder ``head_dir`` (or lies inside either), or that exists while ``overwrite`` is
+    False: the predictions never replace an input, even with ``overwrite``."""
     from priming._fs import make_dir
 
     o = Path(out)
+    ro = o.resolve()
+    inputs = [("input --data", data)] + ([("--head", head_dir)] if head_dir is not None else [])
+    for what, path in inputs:
+        d = Path(path).resolve()
+        if ro == d or d in ro.parents:
+            raise ConfigError(
+                f"--out {str(out)!r} is the {what} {str(path)!r} (or inside it); "
+                "write the predictions elsewhere"
+            )
     if o.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a folder; give the path of a CSV file")
-    d = Path(data).resolve()
-    ro = o.resolve()
-    if ro == d or d in ro.parents:
-        raise ConfigError(
-            f"--out {str(out)!r} is the input --data {str(data)!r} (or inside it); "
-            "write the predictions elsewhere"
-        )
     if o.exists() and not overwrite:
         raise ConfigError(f"--out {str(out)!r} already exists (use --overwrite to replace it)")
     make_dir(o.parent, "folder of --out")
@@ -111,11 +119,14 @@ def predict(
     from priming.job.results import PredictResult
 
     if out is not None:
-        out = check_predict_out(out, data, overwrite)
+        out = check_predict_out(out, data, overwrite, head_dir)
     head = load_head(head_dir)
     emb = _embed_data(head, Path(data), model, encoder, cache_dir, batch_size, device, progress)
     X = np.asarray(emb.embeddings, np.float32)
-    proba = head.predict_proba(X)
+    try:
+        proba = head.predict_proba(X)
+    except DataError as exc:  # e.g. embeddings of another width: name the data
+        raise DataError(f"--data {str(data)!r}: {exc}") from None
     pred = head.classes_[proba.argmax(axis=1)]
     res = PredictResult(
         ids=np.asarray(emb.ids),

@@ -117,7 +117,8 @@ def check_out_dir(out: str | os.PathLike, inputs: Mapping[str, Path], overwrite:
     A non-empty ``out`` needs ``overwrite``, and then must hold an earlier run (its
     ``metrics.json`` and ``head/``). ``out`` may never be, or contain, an input of the run
     (``inputs``: setting name → path) nor the current folder, since replacing ``out``
-    deletes what it holds.
+    deletes what it holds; nor lie inside an input folder (a corpus, an image folder, the
+    cache), which the run must leave as it found it.
     """
     o = Path(out).resolve()
     cwd = Path.cwd().resolve()
@@ -129,6 +130,11 @@ def check_out_dir(out: str | os.PathLike, inputs: Mapping[str, Path], overwrite:
             raise ConfigError(
                 f"out {str(out)!r} holds the run's {name} {str(path)!r}; writing the run there "
                 "would delete it — choose another folder"
+            )
+        if p.is_dir() and p in o.parents:
+            raise ConfigError(
+                f"out {str(out)!r} lies inside the run's {name} folder {str(path)!r}; "
+                "write the run elsewhere"
             )
     if o.is_dir() and any(o.iterdir()):
         if not overwrite:
@@ -541,15 +547,20 @@ def write_run(
     a temporary sibling folder that replaces ``out`` only once complete (call
     :func:`check_out_dir` first: this replaces whatever ``out`` holds)."""
     import shutil
-    import tempfile
 
-    from priming._fs import make_dir, replace_dir, write_json_atomic, write_text_atomic
+    from priming._fs import (
+        make_dir,
+        make_temp_dir,
+        replace_dir,
+        write_json_atomic,
+        write_text_atomic,
+    )
     from priming.job.report import markdown_report, plot_report
 
     out = Path(out)
     make_dir(out.parent, "folder of the run folder")
     m = metrics.to_json()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_temp_dir(out.parent, f".{out.name}.tmp-")
     try:
         items = list(heads.items())
         main = items[0][1]
