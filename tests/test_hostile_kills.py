@@ -147,7 +147,7 @@ def _cmdline(pid):
         return None
 
 
-def _alive(pids, wait=5.0):
+def _alive(pids, wait=15.0):  # generous: CI machines can be loaded
     """The processes of ``pids`` (pid -> cmdline) still running after ``wait`` seconds."""
     deadline = time.time() + wait
     while True:

@@ -239,7 +239,6 @@ def test_run_folder_follows_the_umask(world, tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run.")]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: pool/pool.py saves the pool via mkdtemp (0700)")
 def test_run_pool_folder_follows_the_umask(world, tmp_path):
     root, inp = world
     old = os.umask(0o022)

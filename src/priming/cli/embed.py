@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["fp32", "fp16", "bf16"],
         help="model precision (fp16 needs a GPU; default fp32)",
     )
-    p.add_argument("--workers", type=int, default=None, help="image decoding threads")
+    p.add_argument("--workers", type=_positive_int, default=None, help="image decoding threads")
     p.add_argument("--shard-size", type=_positive_int, default=None, help="items per cache shard")
     p.add_argument(
         "--cache-dtype",

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from priming._fs import replace_dir
+from priming._fs import make_temp_dir, replace_dir
 from priming._optional import require
 from priming.errors import DataError
 
@@ -270,7 +269,7 @@ class PrimingPool:
         pq = require("pyarrow.parquet", extra="corpus", package="pyarrow")
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=p.parent))
+        tmp = make_temp_dir(p.parent, prefix=f".{p.name}.")
         try:
             pq.write_table(self._table(), tmp / "pool.parquet")
             np.save(tmp / "embeddings.npy", self.embeddings)
