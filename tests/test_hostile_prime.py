@@ -173,7 +173,6 @@ BAD_EVAL = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: data/ embeds and scores empty text cells")
 def test_eval_with_empty_text_cells(world, tmp_path, capsys):
     root, inp = world
     f = tmp_path / "e.csv"

@@ -235,7 +235,15 @@ class ManifestDataset(_FileListDataset):
             self.texts: list[str] = []
         else:
             self.paths = []
-            self.texts = ["" if r.get(tcol) is None else str(r[tcol]) for r in rows]
+            self.texts = []
+            for n, r in enumerate(rows, start=2 if path.suffix.lower() == ".csv" else 1):
+                v = r.get(tcol)
+                if v is None or not str(v).strip():
+                    where = f"line {n}" if path.suffix.lower() == ".csv" else f"item {n}"
+                    raise DataError(
+                        f"manifest {str(path)!r} {where}: empty {tcol!r} (nothing to embed)"
+                    )
+                self.texts.append(str(v))
             self.ids = [str(r[icol]) if icol else str(i) for i, r in enumerate(rows)]
         if len(set(self.ids)) != len(self.ids):
             raise DataError(f"manifest {str(path)!r} lists some items twice (duplicate ids)")
