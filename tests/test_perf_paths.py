@@ -98,3 +98,88 @@ def test_neural_priming_head_decision_function_is_the_product():
     dup.proxy_labels_ = np.repeat(head.proxy_labels_, 2)
     np.testing.assert_allclose(got, dup.decision_function(X), rtol=0, atol=1e-5)
     np.testing.assert_array_equal(head.predict(X), np.asarray(head.classes_)[got.argmax(1)])
+
+
+# --------------------------------------------------------------------------- caption search
+CAPS = [
+    ["a red fox", "a cat", "dog and cat", "plain", "red fox cub", "a puppy"],
+    ["cat nap", "fox", "red fox", "puppy and red fox", "nothing", "dog"],
+    ["red  fox!", "the cat", "x", "a dog", "a cat and a red fox", "dog dog"],
+]
+
+
+@pytest.fixture(scope="module")
+def shards3(tmp_path_factory):
+    from corpus_helpers import write_laion
+
+    from priming.corpus import build_corpus
+
+    root = tmp_path_factory.mktemp("perf")
+    for s, caps in enumerate(CAPS):
+        nsfw = ["NSFW" if (s + i) % 4 == 0 else "UNLIKELY" for i in range(len(caps))]
+        write_laion(root / "in" / f"m{s}.parquet", caps, NSFW=nsfw)
+    return build_corpus(root / "in", out=root / "corpus", workers=1)
+
+
+def _oracle(queries):
+    """Brute force over CAPS: (row_id, label, name) of the unambiguous hits in the
+    documented order (labels in query order, row ids ascending)."""
+    import re
+
+    flat = [c for caps in CAPS for c in caps]
+
+    def has(name, cap):
+        n, t = name.split(), re.findall(r"[a-z0-9]+", cap.lower())
+        return any(t[i : i + len(n)] == n for i in range(len(t) - len(n) + 1))
+
+    out = []
+    for label, names in queries.items():
+        for rid, cap in enumerate(flat):
+            labs = [lab for lab, ns in queries.items() if any(has(n, cap) for n in ns)]
+            if labs == [label]:
+                out.append((rid, label, next(n for n in names if has(n, cap))))
+    return out
+
+
+@pytest.mark.parametrize(
+    "queries",
+    [{"fox": ["red fox"]}, {"dog": ["dog", "puppy"]}, {"cat": ["cat"], "fox": ["fox"]}],
+)
+def test_hits_are_ids_first_and_metadata_on_demand(shards3, queries):
+    from priming.corpus import open_corpus
+
+    with open_corpus(shards3) as c:
+        hits = c.search_captions(queries)
+        want = _oracle(queries)
+        assert hits.row_ids.tolist() == [w[0] for w in want]
+        assert hits.labels.to_pylist() == [w[1] for w in want]
+        assert hits.names.to_pylist() == [w[2] for w in want]
+        assert len(hits) == len(want)
+        meta = c.rows(hits.row_ids)
+        part = hits.select(["similarity", "nsfw"])
+        assert part.column_names == ["row_id", "label", "name", "nsfw", "similarity"]
+        assert part.column("nsfw").to_pylist() == meta.column("nsfw").to_pylist()
+        np.testing.assert_array_equal(
+            part.column("similarity").to_numpy(), meta.column("similarity").to_numpy()
+        )
+    t = hits.table  # read after the corpus is closed
+    assert t.column_names == ["row_id", "label", "name", "caption", "url", "nsfw", "similarity"]
+    assert t.column("caption").to_pylist() == meta.column("caption").to_pylist()
+    assert t.column("url").to_pylist() == meta.column("url").to_pylist()
+    assert hits.select(["url"]).column("url").equals(t.column("url"))  # from the kept table
+
+
+def test_limited_search_and_bad_column(shards3):
+    from priming.corpus import open_corpus
+    from priming.errors import DataError
+
+    with open_corpus(shards3) as c:
+        hits = c.search_captions({"fox": ["red fox", "fox"]}, limit_per_label=2)
+        assert hits.row_ids.tolist() == [0, 4]
+        assert hits.names.to_pylist() == ["red fox", "red fox"]
+        assert hits.table.column("caption").to_pylist() == ["a red fox", "red fox cub"]
+        with pytest.raises(DataError, match="unknown hit column"):
+            hits.select(["caption; DROP TABLE rows"])
+        empty = c.search_captions({"zebra": ["zebra"]})
+        assert len(empty) == 0 and empty.table.num_rows == 0
+        assert empty.table.schema.names[3] == "caption"
