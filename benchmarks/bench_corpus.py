@@ -193,7 +193,8 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             h = c.search_captions({name: [name]})
             idx_t.append(time.perf_counter() - t)
-            idx_hits[name] = np.sort(h.table.column("row_id").to_numpy())
+            ids = h.row_ids if hasattr(h, "row_ids") else h.table.column("row_id").to_numpy()
+            idx_hits[name] = np.sort(ids)
         idx_t = np.array(idx_t)
         counts = np.array([idx_hits[n].size for n in names])
         res.update(
@@ -203,6 +204,19 @@ def main(argv=None) -> int:
             hits_min_median_max=[int(counts.min()), int(np.median(counts)), int(counts.max())],
             hits_at_least_injected=bool(all(idx_hits[n].size >= injected[n] for n in names)),
         )
+        if hasattr(h, "select"):  # ids first: the metadata costs only when read
+            with_pool, with_table = [], []
+            for name in names[:200]:
+                t = time.perf_counter()
+                c.search_captions({name: [name]}).select(["nsfw", "similarity"])
+                with_pool.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                _ = c.search_captions({name: [name]}).table
+                with_table.append(time.perf_counter() - t)
+            res.update(
+                query_with_nsfw_similarity_p50_ms=round(float(np.median(with_pool)) * 1e3, 3),
+                query_with_table_p50_ms=round(float(np.median(with_table)) * 1e3, 3),
+            )
         print(json.dumps(res), flush=True)
 
         # ---- baseline: full scan of the caption column, word-boundary regex
