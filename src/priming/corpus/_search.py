@@ -28,8 +28,10 @@ from priming.corpus._manifest import TOKENIZER
 from priming.errors import DataError
 
 __all__ = [
+    "HIT_METADATA",
     "ShardRef",
     "count_shard",
+    "fetch_columns",
     "search_shard",
     "shard_connection",
     "close_connections",
@@ -114,33 +116,34 @@ def close_connections(refs: Sequence[ShardRef]) -> None:
                 break
 
 
-# Every shard answers with rowids first (FTS5 only, no row fetch); labels and ambiguity
-# are decided with numpy set operations on those ids; then the metadata of the kept rows
-# is fetched in one statement. A single label cannot be ambiguous, so it skips the id
-# phase and fetches its rows straight from the FTS5 match.
-_HIT_SQL = (
-    "SELECT r.id + ?, r.caption, r.url, r.nsfw, r.similarity FROM captions "
-    "JOIN rows r ON r.id = captions.rowid WHERE captions MATCH ? ORDER BY captions.rowid"
+# Every shard answers with row ids only (FTS5, no row fetch): labels and ambiguity are
+# decided with numpy set operations on those ids. The metadata of the kept rows is read
+# later, and only the columns asked for (:func:`fetch_columns`). The SQL texts are
+# constants, so each connection's statement cache prepares every statement once.
+# ``group_concat`` hands a shard's ids over as one string that numpy parses in C, rather
+# than one Python tuple per hit.
+_IDS_SQL = "SELECT group_concat(rowid) FROM captions WHERE captions MATCH ?"
+_IDS_LIMIT_SQL = (
+    "SELECT group_concat(rowid) FROM "
+    "(SELECT rowid FROM captions WHERE captions MATCH ? ORDER BY rowid LIMIT ?)"
 )
-_ROWS_SQL = (
-    "SELECT id + ?, caption, url, nsfw, similarity FROM rows "
-    "WHERE id IN (SELECT value FROM json_each(?))"
-)
+HIT_METADATA = ("caption", "url", "nsfw", "similarity")
+"""Columns of a caption hit read from the shard's rows table (after ``row_id``)."""
 
 
 def search_shard(ref: ShardRef, plan, limit: int | None):
-    """One shard's hits: ``(label_idx, name_idx, rows, ambiguous)``; ``rows`` are
-    ``(global_id, caption, url, nsfw, similarity)`` tuples aligned with the index arrays;
-    ``ambiguous`` is a list of ``(global_id, [label_idx, ...])``."""
+    """One shard's hits: ``(label_idx, name_idx, global_ids, ambiguous)``, three arrays
+    aligned row by row (ids ascending), and ``ambiguous`` a list of
+    ``(global_id, [label_idx, ...])``. Reads row ids only."""
     with shard_connection(ref) as con:
         if len(plan) == 1:
-            return _search_one_label(con, plan[0][1], limit, ref.offset)
+            ids, ni = _one_label(con, plan[0][1], limit)
+            return np.zeros(ids.size, np.int32), ni, ids + ref.offset, []
         if limit is None:
             ids, li, ni, amb = _match_sets(con, plan)
         else:
             ids, li, ni, amb = _member_arrays(_match_limited(con, plan, limit), limit)
-        rows = _fetch_hits(con, ids, ref.offset)
-        return li, ni, rows, [(rid + ref.offset, labs) for rid, labs in amb]
+        return li, ni, ids + ref.offset, [(rid + ref.offset, labs) for rid, labs in amb]
 
 
 def count_shard(ref: ShardRef, plan) -> np.ndarray:
@@ -151,28 +154,46 @@ def count_shard(ref: ShardRef, plan) -> np.ndarray:
     return np.bincount(li, minlength=len(plan)).astype(np.int64)
 
 
-def _search_one_label(con, names, limit: int | None, offset: int):
-    sql = _HIT_SQL if limit is None else _HIT_SQL + " LIMIT ?"
-    extra = () if limit is None else (limit,)
-    got = [con.execute(sql, (offset, expr, *extra)).fetchall() for _, expr in names]
-    if len(names) == 1:
-        rows = got[0]
-        ni = np.zeros(len(rows), np.int32)
-    else:  # a row matched by several names counts once, under the first name
-        seen: dict[int, tuple[int, tuple]] = {}
-        for k, rows in enumerate(got):
-            for r in rows:
-                if r[0] not in seen:
-                    seen[r[0]] = (k, r)
-        keys = sorted(seen)[:limit] if limit is not None else sorted(seen)
-        rows = [seen[k][1] for k in keys]
-        ni = np.fromiter((seen[k][0] for k in keys), np.int32, len(keys))
-    return np.zeros(len(rows), np.int32), ni, rows, []
+def fetch_columns(ref: ShardRef, global_ids: np.ndarray, columns: Sequence[str]) -> list[tuple]:
+    """``columns`` (names from :data:`HIT_METADATA`) of the shard's rows ``global_ids``
+    (ascending), one tuple per row in that order."""
+    bad = [c for c in columns if c not in HIT_METADATA]
+    if bad:  # column names go into SQL: only known ones
+        raise DataError(f"unknown hit column(s) {bad}; valid: {', '.join(HIT_METADATA)}")
+    if not len(global_ids) or not columns:
+        return [()] * len(global_ids)
+    local = np.asarray(global_ids, np.int64) - ref.offset
+    with shard_connection(ref) as con:
+        got = fetch_rows(con, local.tolist(), "id, " + ", ".join(columns))
+    return [got[i][1:] for i in local.tolist()]
 
 
-def _rowids(con, expr: str) -> np.ndarray:
-    cur = con.execute("SELECT rowid FROM captions WHERE captions MATCH ?", (expr,))
-    return np.fromiter((r for (r,) in cur), np.int64)
+def _one_label(con, names, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Local ids (ascending) of one label's rows and the index of each row's first
+    matching name, at most ``limit`` rows."""
+    found = [_rowids(con, expr, limit) for _, expr in names]
+    if len(found) == 1:
+        return found[0], np.zeros(found[0].size, np.int32)
+    # a row matched by several names counts once, under the first name
+    cat = np.concatenate(found)
+    which = np.repeat(np.arange(len(found), dtype=np.int32), [a.size for a in found])
+    ids, first = np.unique(cat, return_index=True)
+    if limit is not None:
+        ids, first = ids[:limit], first[:limit]
+    return ids, which[first]
+
+
+def _rowids(con, expr: str, limit: int | None = None) -> np.ndarray:
+    if limit is None:
+        ((text,),) = con.execute(_IDS_SQL, (expr,)).fetchall()
+    else:
+        ((text,),) = con.execute(_IDS_LIMIT_SQL, (expr, limit)).fetchall()
+    if not text:
+        return np.zeros(0, np.int64)
+    ids = np.fromstring(text, dtype=np.int64, sep=",")
+    if ids.size > 1 and (ids[1:] < ids[:-1]).any():  # FTS5 yields rowids ascending
+        ids.sort()
+    return ids
 
 
 def _match_sets(con, plan):
@@ -208,18 +229,6 @@ def _match_sets(con, plan):
         all_ids, all_li, all_ni = all_ids[keep], all_li[keep], all_ni[keep]
     o = np.argsort(all_ids, kind="stable")
     return all_ids[o], all_li[o], all_ni[o], amb
-
-
-def _fetch_hits(con, ids: np.ndarray, offset: int) -> list[tuple]:
-    """Metadata rows for ascending local ``ids``, in that order."""
-    if not ids.size:
-        return []
-    rows = con.execute(_ROWS_SQL, (offset, json.dumps(ids.tolist()))).fetchall()
-    got = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-    if got.size != ids.size or not np.array_equal(got, ids + offset):  # pragma: no cover
-        pos = {r[0]: r for r in rows}
-        rows = [pos[int(i) + offset] for i in ids]
-    return rows
 
 
 def _match_limited(con, plan, limit: int) -> dict[int, dict[int, int]]:

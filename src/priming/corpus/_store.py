@@ -12,7 +12,6 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,11 @@ import numpy as np
 from priming._optional import require
 from priming.corpus._manifest import INDEX_DIR, TOKENIZER, read_manifest
 from priming.corpus._search import (
+    HIT_METADATA,
     ShardRef,
     close_connections,
     count_shard,
+    fetch_columns,
     fetch_rows,
     search_shard,
     shard_connection,
@@ -109,7 +110,6 @@ def phrase_expression(name: str, mode: str = "phrase") -> str:
 
 
 # --------------------------------------------------------------------------- results
-@dataclass
 class CaptionHits:
     """Result of :meth:`Corpus.search_captions`.
 
@@ -117,14 +117,66 @@ class CaptionHits:
     ``nsfw``, ``similarity``), grouped by label in query order, row ids ascending.
     ``ambiguous``: rows that matched several labels (``row_id``, ``labels``).
     ``counts``: label -> number of rows in ``table``.
+
+    The search itself reads row ids only: ``row_ids`` (numpy), ``labels`` and ``names``
+    (pyarrow string arrays), aligned with ``table``, cost no metadata read. The metadata
+    columns are read from the shards when first asked for: all of them by ``table``
+    (then kept), or only some by :meth:`select`.
     """
 
-    table: Any
-    ambiguous: Any
-    counts: dict[str, int] = field(default_factory=dict)
+    def __init__(
+        self,
+        table: Any = None,
+        ambiguous: Any = None,
+        counts: dict[str, int] | None = None,
+        *,
+        row_ids: np.ndarray | None = None,
+        labels: Any = None,
+        names: Any = None,
+        fetch: Any = None,
+    ) -> None:
+        if table is None and (row_ids is None or labels is None or names is None or not fetch):
+            raise ConfigError("CaptionHits needs a table, or row_ids, labels, names and fetch")
+        self._table = table
+        self._fetch = fetch
+        if table is not None:
+            row_ids = table.column("row_id").to_numpy()
+            labels = table.column("label").combine_chunks()
+            names = table.column("name").combine_chunks()
+        self.row_ids = np.asarray(row_ids, np.int64)
+        self.labels = labels
+        self.names = names
+        self.ambiguous = _no_ambiguous() if ambiguous is None else ambiguous
+        self.counts = dict(counts or {})
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.row_ids.size)
+
+    def __repr__(self) -> str:
+        return f"CaptionHits({len(self)} rows, {self.ambiguous.num_rows} ambiguous)"
+
+    @property
+    def table(self) -> Any:
+        if self._table is None:
+            self._table = self.select(HIT_METADATA)
+        return self._table
+
+    def select(self, columns: Sequence[str] = ()) -> Any:
+        """``row_id``, ``label``, ``name`` and the metadata ``columns`` (of ``caption``,
+        ``url``, ``nsfw``, ``similarity``), reading only those from the shards."""
+        pa = _pa()
+        unknown = [c for c in columns if c not in HIT_METADATA]
+        if unknown:
+            raise DataError(f"unknown hit column(s) {unknown}; valid: {', '.join(HIT_METADATA)}")
+        wanted = [c for c in HIT_METADATA if c in columns]
+        if self._table is not None:
+            return self._table.select(["row_id", "label", "name", *wanted])
+        got = self._fetch(self.row_ids, wanted)
+        arrays = [pa.array(self.row_ids, pa.int64()), self.labels, self.names]
+        arrays += [got[c] for c in wanted]
+        schema = _hit_schema()
+        fields = [schema.field(n) for n in ("row_id", "label", "name", *wanted)]
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _validate_queries(queries: Any, mode: str) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -347,7 +399,44 @@ class Corpus:
             [(self._ref(si), plan, limit_per_label) for si in range(len(self.shards))],
             executor,
         )
-        return _assemble_hits(parts, plan, limit_per_label)
+        return _assemble_hits(parts, plan, limit_per_label, self._hit_columns)
+
+    def _hit_columns(self, ids: np.ndarray, columns: Sequence[str]):
+        """Metadata ``columns`` of hit rows ``ids`` (any order) as pyarrow arrays aligned
+        with ``ids``, read shard by shard in this thread: hits may be read after the
+        search's executor is gone or the corpus is closed (then the connections opened
+        for it are closed again)."""
+        pa = _pa()
+        if not columns:
+            return {}
+        order = np.argsort(ids, kind="stable")
+        sid = ids[order]
+        cuts = np.searchsorted(sid, self._offsets)
+        tasks = [
+            (self._ref(si), sid[cuts[si] : cuts[si + 1]], tuple(columns))
+            for si in range(len(self.shards))
+            if cuts[si + 1] > cuts[si]
+        ]
+        parts = [fetch_columns(*t) for t in tasks]
+        if not self._finalizer.alive:
+            close_connections([t[0] for t in tasks])
+        recs = [r for p in parts for r in p] if len(parts) != 1 else parts[0]
+        inverse = None
+        if not (order.size < 2 or (order[1:] > order[:-1]).all()):
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(order.size)
+        out = {}
+        for j, c in enumerate(columns):
+            values = [r[j] for r in recs]
+            if c == "nsfw":
+                arr = pa.array([None if v is None else v != 0 for v in values], pa.bool_())
+            elif c == "similarity":
+                sim = np.fromiter((np.nan if v is None else v for v in values), np.float32)
+                arr = pa.array(sim, pa.float32())
+            else:
+                arr = pa.array(values, pa.string())
+            out[c] = arr if inverse is None else arr.take(pa.array(inverse))
+        return out
 
     def count_captions(
         self,
@@ -610,65 +699,39 @@ class Corpus:
         return merge_topk(none, none, scores, np.where(valid, cand, -1), k)
 
 
-def _assemble_hits(parts, plan, limit: int | None) -> CaptionHits:
-    """Merge the shards' hits into one table: grouped by label in query order, row ids
-    ascending within a label, the first ``limit`` rows of each label."""
+def _assemble_hits(parts, plan, limit: int | None, fetch) -> CaptionHits:
+    """Merge the shards' hits (ids only): grouped by label in query order, row ids
+    ascending within a label, the first ``limit`` rows of each label; ``fetch`` reads
+    their metadata when asked for."""
     pa = _pa()
     labels = [label for label, _ in plan]
     li = np.concatenate([p[0] for p in parts]).astype(np.intp)
     ni = np.concatenate([p[1] for p in parts]).astype(np.intp)
-    rows = [r for p in parts for r in p[2]] if len(parts) > 1 else parts[0][2]
-    n = len(rows)
-    if n:
-        rid, cap, url, nsfw, sim = zip(*rows)
-    else:
-        rid = cap = url = nsfw = sim = ()
-    rid = np.fromiter(rid, np.int64, n)
+    rid = np.concatenate([p[2] for p in parts]).astype(np.int64)
+    n = rid.size
     # shards come in row order and each shard's rows ascend, so with one label (the
     # common case) the rows are already in final order
     if len(plan) == 1:
-        order = np.arange(min(n, limit) if limit is not None else n)
+        order = None if limit is None or n <= limit else np.arange(limit)
     else:
         order = np.lexsort((rid, li))
         if limit is not None:
             sl = li[order]
             rank = np.arange(sl.size) - np.searchsorted(sl, sl, side="left")
             order = order[rank < limit]
-    identity = order.size == n and (len(plan) == 1 or bool((order == np.arange(n)).all()))
-    take = None if identity else pa.array(order)
-
-    def col(values, typ):
-        arr = pa.array(values, typ)
-        if take is not None:
-            arr = arr.take(take)
-        return arr
-
-    li_o = li[order]
+    if order is not None:
+        rid, li, ni = rid[order], li[order], ni[order]
     if len(plan) == 1:
-        label_col = pa.array([labels[0]] * order.size, pa.string())
+        label_col = pa.array([labels[0]] * rid.size, pa.string())
     else:
-        label_col = pa.array(labels, pa.string()).take(pa.array(li_o))
+        label_col = pa.array(labels, pa.string()).take(pa.array(li))
     names = [name for _, ns in plan for name, _ in ns]
     if len(names) == 1:
-        name_col = pa.array([names[0]] * order.size, pa.string())
+        name_col = pa.array([names[0]] * rid.size, pa.string())
     else:
         base = np.cumsum([0] + [len(ns) for _, ns in plan])[:-1]
-        name_col = pa.array(names, pa.string()).take(pa.array(base[li_o] + ni[order]))
-    nsfw_col = [None if v is None else v != 0 for v in nsfw]
-    sim_col = np.fromiter((np.nan if v is None else v for v in sim), np.float32, n)
-    table = pa.Table.from_arrays(
-        [
-            pa.array(rid[order]),
-            label_col,
-            name_col,
-            col(cap, pa.string()),
-            col(url, pa.string()),
-            col(nsfw_col, pa.bool_()),
-            pa.array(sim_col[order]),
-        ],
-        schema=_hit_schema(),
-    )
-    counts = dict(zip(labels, np.bincount(li_o, minlength=len(labels)).tolist()))
+        name_col = pa.array(names, pa.string()).take(pa.array(base[li] + ni))
+    counts = dict(zip(labels, np.bincount(li, minlength=len(labels)).tolist()))
     amb = [a for p in parts for a in p[3]]
     if amb:
         ambiguous = pa.Table.from_arrays(
@@ -680,7 +743,14 @@ def _assemble_hits(parts, plan, limit: int | None) -> CaptionHits:
         )
     else:
         ambiguous = _no_ambiguous()  # tables are immutable: one shared empty table
-    return CaptionHits(table=table, ambiguous=ambiguous, counts=counts)
+    return CaptionHits(
+        ambiguous=ambiguous,
+        counts=counts,
+        row_ids=rid,
+        labels=label_col,
+        names=name_col,
+        fetch=fetch,
+    )
 
 
 @functools.lru_cache(maxsize=1)

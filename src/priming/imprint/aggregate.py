@@ -95,16 +95,19 @@ def max_scores(
     Computed for one chunk of rows at a time (the chunk's score matrix fits in
     ``chunk_bytes``): one BLAS product, then a segment max -- over slot-major columns
     (see :func:`slot_layout`), else ``np.maximum.reduceat`` over class-sorted columns.
-    A class without proxies scores ``-inf``.
+    With exactly one proxy per class (Neural Priming's head) the product is the result
+    and is written straight into the output. A class without proxies scores ``-inf``.
     """
     labels = _check_sorted_labels(proxy_labels, n_classes)
     X = np.asarray(X)
     dtype = np.result_type(X.dtype, W.dtype, np.float32)
     X = np.asarray(X, dtype=dtype)
+    layout = slot_layout(labels, n_classes) if W.shape[0] else None
+    if layout is not None and layout[1].shape[1] == 1:
+        return _single_proxy_scores(X, W, layout[0], dtype, chunk_bytes)
     out = np.full((X.shape[0], n_classes), -np.inf, dtype=dtype)
     if W.shape[0] == 0:
         return out
-    layout = slot_layout(labels, n_classes)
     # proxies, transposed and in the column order of the score matrix: one O(P x D) copy.
     # (A contiguous (D, P) operand keeps every row's scores independent of the chunk
     # size; a transposed view would let BLAS pick size-dependent kernels.)
@@ -127,6 +130,26 @@ def max_scores(
             S.reshape(xs.shape[0], kmax, n_classes).max(axis=1, out=out[i : i + step])
         else:
             out[i : i + step, present] = np.maximum.reduceat(S, starts, axis=1)
+    return out
+
+
+PRODUCT_BLOCK_BYTES = 16 * 2**20
+"""Output block of the one-proxy-per-class ``max`` path (about a last-level cache): large
+enough that a multi-threaded BLAS call amortises its thread start-up."""
+
+
+def _single_proxy_scores(
+    X: np.ndarray, W: np.ndarray, perm: np.ndarray, dtype, chunk_bytes: int
+) -> np.ndarray:
+    """``max`` scores when every class has exactly one proxy: the score matrix is the
+    output. The product is written straight into it, one cache-sized block of rows at a
+    time (no scratch buffer, no segment reduction, no ``-inf`` fill)."""
+    WT = _gather_transposed(W, perm, dtype)  # (D, C) in class order, as the general path
+    out = np.empty((X.shape[0], WT.shape[1]), dtype=dtype)
+    block = min(chunk_bytes, PRODUCT_BLOCK_BYTES)
+    step = chunk_rows(WT.shape[1], block, np.dtype(dtype).itemsize)
+    for i in range(0, X.shape[0], step):
+        np.matmul(X[i : i + step], WT, out=out[i : i + step])
     return out
 
 
