@@ -102,8 +102,14 @@ class FakeImprint:
 
 
 class FakeHits:
+    """Like priming.corpus.CaptionHits: ``table`` (every column) and ``select``."""
+
     def __init__(self, table, ambiguous, counts):
         self.table, self.ambiguous, self.counts = table, ambiguous, counts
+
+    def select(self, columns=()):
+        keep = ["row_id", "label", "name", *columns]
+        return self.table.select([c for c in keep if c in self.table.column_names])
 
 
 class FakeCorpus:

@@ -122,7 +122,7 @@ def _search(ctx: BuildContext) -> tuple[Recalled, int]:
     hits = ctx.corpus.search_captions(
         queries, limit_per_label=st.search_limit, mode=st.mode.replace("-", "_")
     )
-    t = hits.table
+    t = hits.select(["similarity", "nsfw"])  # caption and url are read for kept rows only
     out.row_ids = [int(r) for r in t.column("row_id").to_pylist()]
     out.labels = [label_index[lab] for lab in t.column("label").to_pylist()]
     for r, s in zip(out.row_ids, column(t, "similarity", default=None)):
