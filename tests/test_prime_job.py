@@ -373,3 +373,16 @@ def test_knn_and_both_recall_on_real_corpus(world):
     both = build_pool(c, FRUITS, T, per_class=None, recall="both", agreement=False, knn_k=5)
     search = build_pool(c, FRUITS, T, per_class=None, agreement=False)
     assert set(search.row_ids) <= set(both.row_ids)
+
+
+def test_executor_inline_gives_the_default_run(world):
+    """The caption search's executor changes where work runs, never the result."""
+    tmp, enc, _ = world
+    a = run_prime(cfg(tmp, out=str(tmp / "run-local")), encoder=enc)
+    b = run_prime(cfg(tmp, out=str(tmp / "run-inline"), executor="inline"), encoder=enc)
+    assert a.pool.row_ids.tolist() == b.pool.row_ids.tolist()
+    assert a.metrics["eval"] == b.metrics["eval"]
+    with pytest.raises(ConfigError, match="executor must be one of"):
+        cfg(tmp, executor="nope")
+    with pytest.raises(ConfigError, match="ray_address needs executor 'ray'"):
+        cfg(tmp, ray_address="10.0.0.1:6379")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from priming.errors import ConfigError
+from priming.exec import EXECUTORS
 from priming.pool import AMBIGUOUS_POLICIES, POOL_SCORES, RECALL_METHODS, SEARCH_MODES
 
 __all__ = ["PrimeConfig", "load_config", "cli_options", "OptionSpec", "PATH_FIELDS"]
@@ -27,6 +28,8 @@ __all__ = ["PrimeConfig", "load_config", "cli_options", "OptionSpec", "PATH_FIEL
 # same as priming.heads.primed.EMPTY_CLASS_CHOICES (a test checks), kept here because
 # importing priming.heads would make ``priming --help`` load scikit-learn.
 EMPTY_CLASS = ("text", "zero")
+#: the executors the caption search may use (priming.exec registers them; cheap to import)
+EXECUTOR_NAMES = tuple(EXECUTORS.names())
 
 # Settings that name input files or folders of the run (resolved against a TOML file's folder).
 INPUT_FIELDS = ("classes", "corpus", "shots", "eval", "unlabelled", "descriptions")
@@ -103,6 +106,12 @@ class PrimeConfig:
     batch_size: int = _opt(64, "encoding batch size", type=int)
     device: str | None = _opt(None, "cpu, cuda[:N], mps")
     seed: int = _opt(0, "random seed", type=int)
+    executor: str = _opt(
+        "local",
+        "where the caption search over corpus shards runs (ray: on a Ray cluster)",
+        choices=EXECUTOR_NAMES,
+    )
+    ray_address: str | None = _opt(None, "with executor ray: the cluster to join (default: local)")
     overwrite: bool = _opt(False, "replace --out when it holds an earlier run", "switch")
     progress: bool = _opt(True, "draw no progress bars", "negate")
 
@@ -138,6 +147,8 @@ class PrimeConfig:
                 e.append(f"{req} is required")
         e += self._path_problems()
         e += self._type_problems()
+        if self.ray_address and self.executor != "ray":
+            e.append("ray_address needs executor 'ray'")
         try:
             self.alpha = check_alpha(self.alpha)
         except ConfigError as exc:

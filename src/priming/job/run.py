@@ -48,11 +48,15 @@ def run_prime(
 
     timer = _Timer()
     out = steps.check_out_dir(cfg.out, cfg.input_paths(), cfg.overwrite)
-    with steps.run_lock(out), track(progress, "priming", total=6, unit="steps") as job:
+    with (
+        contextlib.ExitStack() as stack,
+        steps.run_lock(out),
+        track(progress, "priming", total=6, unit="steps") as job,
+    ):
         with timer.lap("text_head"):
             classes = load_class_names(cfg.classes)  # before the (slow) model loads
             encoder = steps.open_encoder(cfg.model, encoder, cfg.device)
-            corpus = open_corpus(cfg.corpus)
+            corpus = open_corpus(cfg.corpus, executor=stack.enter_context(steps.executor(cfg)))
             check_corpus_model(corpus, int(encoder.dim), encoder)
             text = steps.make_text_head(
                 encoder,

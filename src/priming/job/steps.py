@@ -623,3 +623,21 @@ def run_metrics(
         timings_s=timings,
         selection=head_selection(heads or {}),
     )
+
+
+@contextlib.contextmanager
+def executor(cfg):
+    """What the run passes as ``executor=``: the configured name, or for ``ray`` with a
+    ``ray_address`` one :class:`~priming.exec.ray.RayExecutor` on that cluster for the run."""
+    if cfg.ray_address and cfg.executor != "ray":
+        raise ConfigError("ray_address needs executor 'ray'")
+    if cfg.executor != "ray" or not cfg.ray_address:
+        yield cfg.executor
+        return
+    from priming.exec.ray import RayExecutor
+
+    ex = RayExecutor(address=cfg.ray_address)
+    try:
+        yield ex
+    finally:
+        ex.shutdown(wait=True)

@@ -271,7 +271,8 @@ class PrimingPool:
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = make_temp_dir(p.parent, prefix=f".{p.name}.")
         try:
-            pq.write_table(self._table(), tmp / "pool.parquet")
+            # small row groups: a browser page reads only the groups it shows
+            pq.write_table(self._table(), tmp / "pool.parquet", row_group_size=8192)
             np.save(tmp / "embeddings.npy", self.embeddings)
             pq.write_table(self.dropped_table(), tmp / "steps.parquet")
             if self.heldout is not None and len(self.heldout):
