@@ -415,3 +415,15 @@ def test_encode_images_is_the_same_on_every_executor(tmp_path, executor):
     else:
         got = enc.encode_images(paths, batch_size=3, workers=4, executor=executor)
     np.testing.assert_array_equal(got, ref)
+
+
+def test_loading_a_real_model_draws_no_third_party_bar(capfd):
+    """Only the CLI draws bars: transformers' "Loading weights" bar is off while our
+    adapters load a model, and transformers' own setting is restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    create_encoder("sentence-transformers:all-MiniLM-L6-v2", device="cpu")
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "it/s" not in err
+    assert hf_logging.is_progress_bar_enabled()

@@ -24,7 +24,7 @@ from priming.encoders.base import (
     resolve_precision,
     torch_dtype,
 )
-from priming.encoders.hub import local_snapshot
+from priming.encoders.hub import local_snapshot, quiet_loading
 from priming.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,9 @@ class HFEncoder(Encoder):
         self.precision = resolve_precision(precision, self.device)
         local = os.path.isdir(spec)
         try:
-            config = AutoConfig.from_pretrained(spec)
-            model = AutoModel.from_pretrained(spec)
+            with quiet_loading():
+                config = AutoConfig.from_pretrained(spec)
+                model = AutoModel.from_pretrained(spec)
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"cannot load transformers model {spec!r}: {exc}. Give a local directory "

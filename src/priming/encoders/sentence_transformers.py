@@ -18,7 +18,7 @@ from priming.encoders.base import (
     resolve_precision,
     torch_dtype,
 )
-from priming.encoders.hub import local_snapshot
+from priming.encoders.hub import local_snapshot, quiet_loading
 from priming.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ class SentenceTransformerEncoder(Encoder):
         else:
             target = spec
         try:
-            model = SentenceTransformer(target, device=self.device)
+            with quiet_loading():
+                model = SentenceTransformer(target, device=self.device)
         except OSError as exc:
             raise ConfigError(
                 f"cannot load sentence-transformers model {spec!r}: {exc}. Give an existing "
