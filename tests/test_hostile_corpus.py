@@ -5,7 +5,6 @@ exit code 2, an error naming the input with no traceback, no input file changed.
 Failures that live in code other helpers own (corpus/, eval/, cli/corpus.py, …) are
 ``xfail(strict=True)`` with the reason, so they flip when fixed."""
 
-import hashlib
 import json
 import shutil
 
@@ -14,39 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from priming.cli import main
 from tests._fakes import BagOfWordsEncoder, write_text_corpus
+from tests._hostile import cli
+from tests._hostile import refused as _refused
 from tests.corpus_helpers import write_laion
 
 FRUITS = ["apple", "banana", "cherry"]
-
-
-def hashes(folder):
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def cli(argv):
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
-def refused(capsys, argv, *needles, inputs=None):
-    before = hashes(inputs) if inputs is not None else None
-    rc = cli(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert "Traceback" not in err and "error:" in err, err
-    for n in needles:  # an option may be named as --x-y or x_y
-        assert n in err or n.lstrip("-").replace("-", "_") in err, err
-    if inputs is not None:
-        assert hashes(inputs) == before
-    return err
 
 
 class _Encoder(BagOfWordsEncoder):
@@ -56,6 +28,11 @@ class _Encoder(BagOfWordsEncoder):
 
 def xfail(reason):
     return pytest.mark.xfail(strict=True, reason=f"issue 11: {reason}")
+
+
+def refused(capsys, argv, *needles, inputs=None):
+    """As :func:`tests._hostile.refused`; an option may be named as --x-y or x_y."""
+    return _refused(capsys, argv, *needles, inputs=inputs, option_names=True)
 
 
 @pytest.fixture(scope="module")

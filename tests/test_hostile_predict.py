@@ -2,47 +2,18 @@
 odd numbers, damaged data and head folders. Every case: exit code 2, an error naming the
 input with no traceback, no input file changed."""
 
-import hashlib
 import json
 import shutil
 
 import numpy as np
 import pytest
 
-from priming.cli import main
 from priming.errors import PrimingError
 from priming.heads import PrimedHead, ZeroShotHead, load_head
 from tests._fakes import BagOfWordsEncoder
+from tests._hostile import cli, refused
 
 FRUITS = ["apple", "banana", "cherry"]
-
-
-def hashes(folder):
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
-def cli(argv):
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
-def refused(capsys, argv, *needles, inputs=None):
-    before = hashes(inputs) if inputs is not None else None
-    rc = cli(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert "Traceback" not in err and "error:" in err, err
-    for n in needles:
-        assert n in err, err
-    if inputs is not None:
-        assert hashes(inputs) == before
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 outputs over inputs, damaged class/eval/config files, file modes. Every case: exit code 2,
 an error naming the input with no traceback, and no input file changed (hashes)."""
 
-import hashlib
 import json
 import os
 
@@ -10,6 +9,7 @@ import pytest
 
 from priming.cli import main
 from tests._fakes import BagOfWordsEncoder, write_text_corpus
+from tests._hostile import hashes, refused
 
 FRUITS = ["apple", "banana", "cherry"]
 
@@ -19,14 +19,6 @@ def _register_fake():
 
     if "fakehostile" not in ENCODERS:
         register_encoder("fakehostile")(lambda spec, device, precision: BagOfWordsEncoder(dim=32))
-
-
-def hashes(folder):
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -50,29 +42,6 @@ def args(inp, out, *extra, classes=None, eval=None):
          "--cache-dir", str(inp.parent / "cache"), "--templates", "identity",
          "--no-progress", "--out", str(out), *extra]  # fmt: skip
     return a
-
-
-def cli(argv):
-    """``main(argv)``'s exit code (argparse usage errors exit via SystemExit)."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
-def refused(capsys, argv, *needles, inputs=None):
-    """Run ``argv``; exit code 2, an error on stderr naming ``needles``, no traceback, and
-    nothing under ``inputs`` changed."""
-    before = hashes(inputs) if inputs is not None else None
-    rc = cli(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert "Traceback" not in err and "error:" in err, err
-    for n in needles:
-        assert n in err, err
-    if inputs is not None:
-        assert hashes(inputs) == before
-    return err
 
 
 # -- odd numbers: nan, inf, -inf, 0, -1 for every numeric option -------------------------

@@ -12,9 +12,9 @@ cheap; the first use of any other name imports the storage modules.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from priming._lazy import lazy_exports
 from priming.corpus.choices import KNN_METHODS, SEARCH_MODES
 
 if TYPE_CHECKING:  # the lazy names, for type checkers and editors
@@ -86,14 +86,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'priming.corpus' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value  # once: later look-ups (and monkeypatching) see a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -24,7 +24,7 @@ Names are imported lazily, so ``import priming.job`` is cheap.
 
 from __future__ import annotations
 
-import importlib
+from priming._lazy import lazy_exports
 
 # imported eagerly (it is light) so that ``priming.job.predict`` is the function, not the
 # submodule of the same name
@@ -52,12 +52,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'priming.job' has no attribute {name!r}")
-    return getattr(importlib.import_module(mod), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

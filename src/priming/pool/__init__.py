@@ -7,8 +7,7 @@ choice tuples of :mod:`priming.pool.choices` are cheap, the first use of
 
 from __future__ import annotations
 
-import importlib
-
+from priming._lazy import lazy_exports
 from priming.pool.choices import AMBIGUOUS_POLICIES, POOL_SCORES, RECALL_METHODS, SEARCH_MODES
 
 _EXPORTS = {
@@ -50,12 +49,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'priming.pool' has no attribute {name!r}")
-    return getattr(importlib.import_module(mod), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
